@@ -1,0 +1,141 @@
+"""Checks on everything a backend sends before it reaches a client.
+
+A backend is as untrusted as a client: a compromised or buggy one must not
+inject names that break routing, flood the hub with entries, or smuggle
+terminal escape sequences into a log or an error message. Values that are
+merely too long to be useful (a command line, a directory) are cut short;
+values that cannot be right refuse the whole message, with
+:class:`BackendGarbage`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from wsh.defaults import MAX_DIMENSION
+from wsh.errors import Kind, WshError
+from wsh.federation._text import printable, quote
+from wsh.names import is_valid_hostname, is_valid_session_name, is_valid_tag
+from wsh.sessions.info import SessionInfo, SessionState
+
+MAX_REMOTE_SESSIONS = 10_000
+MAX_TAGS = 64
+MAX_TEXT_LEN = 4096
+MAX_VERSION_LEN = 64
+_SERVER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+
+class BackendGarbage(WshError):
+    """A backend sent something that cannot be right; to clients the backend
+    is unavailable (UNAVAILABLE, reason BACKEND_INVALID)."""
+
+    def __init__(self, message: str, **metadata: str) -> None:
+        super().__init__(Kind.UNAVAILABLE, "BACKEND_INVALID", message, metadata)
+
+
+def _from(backend: str | None) -> str:
+    return f"Backend {quote(backend)}" if backend else "A backend"
+
+
+def check_identity(
+    hostname: str, server_id: str, version: str, *, backend: str | None = None
+) -> tuple[str, str, str]:
+    """Check a backend's identity message and return it unchanged.
+
+    ``backend`` (its address) only names the backend in error messages.
+    """
+    if not is_valid_hostname(hostname):
+        raise BackendGarbage(
+            f"{_from(backend)} reported an invalid hostname {quote(hostname)}; "
+            "hostnames are RFC 1123 labels of letters, digits and '-'."
+        )
+    if not _SERVER_ID.fullmatch(server_id):
+        raise BackendGarbage(
+            f"{_from(backend)} reported an invalid server ID {quote(server_id)}; "
+            "expected 1-64 letters, digits or '-'."
+        )
+    if len(version) > MAX_VERSION_LEN or not version.isprintable():
+        raise BackendGarbage(
+            f"{_from(backend)} reported an invalid version {quote(version)}; "
+            f"expected at most {MAX_VERSION_LEN} printable characters."
+        )
+    return hostname, server_id, version
+
+
+def check_session(info: SessionInfo, backend_hostname: str) -> SessionInfo:
+    """Check one session a backend reported; return the version to pass on.
+
+    ``server`` is set to ``backend_hostname`` whatever the backend claimed, so
+    a backend cannot pass its sessions off as another server's. Tags come back
+    sorted and without duplicates; a command or directory longer than 4096
+    characters is cut short; an exit code on a running session is dropped.
+    """
+    if not is_valid_session_name(info.name):
+        raise BackendGarbage(
+            f"{_from(backend_hostname)} sent a session with an invalid name {quote(info.name)}.",
+            server=printable(backend_hostname),
+        )
+
+    def require(ok: bool, problem: str) -> None:
+        if not ok:
+            raise BackendGarbage(
+                f"{_from(backend_hostname)} sent session {quote(info.name)} with {problem}.",
+                server=printable(backend_hostname),
+            )
+
+    require(len(info.tags) <= MAX_TAGS, f"{len(info.tags)} tags (at most {MAX_TAGS})")
+    for tag in info.tags:
+        require(is_valid_tag(tag), f"an invalid tag {quote(tag)}")
+    require(1 <= info.rows <= MAX_DIMENSION, f"{info.rows} rows (1 to {MAX_DIMENSION})")
+    require(1 <= info.cols <= MAX_DIMENSION, f"{info.cols} columns (1 to {MAX_DIMENSION})")
+    require(0 <= info.pid <= _INT32_MAX, f"an invalid pid {info.pid}")
+    require(
+        info.exit_code is None or _INT32_MIN <= info.exit_code <= _INT32_MAX,
+        f"an invalid exit code {info.exit_code}",
+    )
+    require(0 <= info.generation <= _INT64_MAX, f"an invalid generation {info.generation}")
+    require(
+        0 <= info.last_activity_ms <= _INT64_MAX,
+        f"an invalid idle time {info.last_activity_ms} ms",
+    )
+    require(math.isfinite(info.created_at), f"an invalid creation time {info.created_at}")
+    return dataclasses.replace(
+        info,
+        server=backend_hostname,
+        tags=tuple(sorted(set(info.tags))),
+        command=info.command[:MAX_TEXT_LEN],
+        cwd=info.cwd[:MAX_TEXT_LEN],
+        exit_code=None if info.state is SessionState.RUNNING else info.exit_code,
+    )
+
+
+def check_inventory(infos: list[SessionInfo], backend_hostname: str) -> list[SessionInfo]:
+    """Check a backend's whole session list: at most ``MAX_REMOTE_SESSIONS``
+    entries, each valid (see :func:`check_session`), no name twice. One bad
+    entry refuses the whole list, since the rest of it cannot be trusted."""
+    check_count(
+        len(infos), MAX_REMOTE_SESSIONS, what="sessions in its inventory", backend=backend_hostname
+    )
+    checked = [check_session(info, backend_hostname) for info in infos]
+    seen: set[str] = set()
+    for info in checked:
+        if info.name in seen:
+            raise BackendGarbage(
+                f"{_from(backend_hostname)} listed session {quote(info.name)} twice.",
+                server=printable(backend_hostname),
+            )
+        seen.add(info.name)
+    return checked
+
+
+def check_count(n: int, limit: int, *, what: str = "items", backend: str | None = None) -> int:
+    """Check that a count a backend sent (or the length of a list it sent) is
+    within ``0..limit``; return it. ``what`` and ``backend`` word the message."""
+    if not 0 <= n <= limit:
+        raise BackendGarbage(f"{_from(backend)} sent {n} {what}; at most {limit} are allowed.")
+    return n
