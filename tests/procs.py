@@ -1,0 +1,135 @@
+"""Real wsh server processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from wsh.v1 import hub_pb2_grpc
+
+READY = re.compile(rb"wsh: listening on (\S+) as (\S+) \(server_id (\S+),")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_line(stream: IO[bytes], timeout: float) -> bytes:
+    """One line from a pipe, or TimeoutError: a hung child must not hang the test."""
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout):
+            raise TimeoutError(f"no output from server within {timeout:.1f}s")
+        return stream.readline()
+    finally:
+        sel.close()
+
+
+class ServerProc:
+    """``wsh server`` as a subprocess on a free loopback port."""
+
+    def __init__(
+        self,
+        hostname: str,
+        *args: str,
+        listen: str = "127.0.0.1:0",
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.args = args
+        self.listen = listen
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.addr = ""
+        self.server_id = ""
+
+    def start(self, timeout: float = 20.0) -> ServerProc:
+        stderr: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wsh",
+                "server",
+                "--listen",
+                self.listen,
+                "--hostname",
+                self.hostname,
+                *self.args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=self.env,
+            cwd=REPO,
+        )
+        if self.log_path:
+            stderr.close()
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            line = read_line(self.proc.stdout, max(0.1, deadline - time.monotonic()))
+            if not line:
+                raise RuntimeError(f"server {self.hostname} exited: {self.proc.wait(5)}")
+            match = READY.search(line)
+            if match:
+                self.addr = match.group(1).decode()
+                self.server_id = match.group(3).decode()
+                return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the server and wait for it; returns its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return code
+
+    def __enter__(self) -> ServerProc:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+
+
+def stub(addr: str) -> tuple[grpc.Channel, hub_pb2_grpc.HubServiceStub]:
+    channel = grpc.insecure_channel(addr)
+    return channel, hub_pb2_grpc.HubServiceStub(channel)
+
+
+def error_reason(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason carried by a failed call."""
+    for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info.reason
+    return ""

@@ -1,0 +1,419 @@
+"""HubService: translate requests to domain calls on this server or forward them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from wsh import defaults
+from wsh.api import convert, remote
+from wsh.api.race import ClusterRace
+from wsh.api.status import RemoteStatus, streaming, unary
+from wsh.errors import Kind, WshError, invalid
+from wsh.federation.manager import Federation
+from wsh.federation.registry import Backend, Health
+from wsh.identity import ServerIdentity
+from wsh.sessions.manager import SessionManager
+from wsh.sessions.session import Session
+from wsh.terminal.screen import ScreenView
+from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
+
+_HEALTH_TO_PB = {
+    Health.HEALTHY: hub_pb2.SERVER_HEALTH_HEALTHY,
+    Health.CONNECTING: hub_pb2.SERVER_HEALTH_CONNECTING,
+    Health.UNAVAILABLE: hub_pb2.SERVER_HEALTH_UNAVAILABLE,
+    Health.REJECTED: hub_pb2.SERVER_HEALTH_REJECTED,
+}
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def wait_bounds(timeout_ms: int, max_wait_ms: int) -> tuple[int, float]:
+    """Quiet time in ms and overall bound in seconds, with the contract's caps."""
+    timeout = min(timeout_ms, defaults.MAX_WAIT_CAP_MS)
+    max_wait = min(max_wait_ms or defaults.MAX_WAIT_DEFAULT_MS, defaults.MAX_WAIT_CAP_MS)
+    return timeout, max_wait / 1000
+
+
+def idle_timeout_error(what: str, max_wait_s: float) -> WshError:
+    return WshError(
+        Kind.DEADLINE_EXCEEDED,
+        "IDLE_TIMEOUT",
+        f"{what} did not become idle within max_wait_ms={int(max_wait_s * 1000)}.",
+    )
+
+
+class ScreenRenderer:
+    """Builds protobuf screens once per rendered view and reuses them.
+
+    Many clients, races and idle waits ask for the same screen; the terminal
+    caches its view per output, and this caches the protobuf built from it.
+    """
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[
+            Session, dict[bool, tuple[ScreenView, types_pb2.Screen]]
+        ] = weakref.WeakKeyDictionary()
+
+    def screen(self, session: Session, styled: bool, generation: int) -> types_pb2.Screen:
+        view = session.view(styled)
+        per_session = self._cache.setdefault(session, {})
+        cached = per_session.get(styled)
+        if cached is None or cached[0] is not view:
+            cached = (view, convert.screen_to_pb(view))
+            per_session[styled] = cached
+        out = types_pb2.Screen()
+        out.CopyFrom(cached[1])
+        out.generation = generation
+        return out
+
+    def idle(self, session: Session, server: str, generation: int, styled: bool) -> types_pb2.Idle:
+        screen = self.screen(session, styled, generation)
+        return types_pb2.Idle(
+            session=session.name,
+            server=server,
+            generation=generation,
+            screen=screen,
+            scrollback_lines=screen.total_lines,
+            last_activity_ms=session.activity.idle_ms(),
+        )
+
+
+class HubServicer(hub_pb2_grpc.HubServiceServicer):
+    """The HubService of one server: local sessions, or forwarded to a backend."""
+
+    def __init__(
+        self, identity: ServerIdentity, sessions: SessionManager, federation: Federation
+    ) -> None:
+        self._identity = identity
+        self._sessions = sessions
+        self._federation = federation
+        self._registry = federation.registry
+        self._render = ScreenRenderer()
+
+    @property
+    def hostname(self) -> str:
+        return self._identity.hostname
+
+    def _session_pb(self, session: Session) -> types_pb2.Session:
+        return convert.session_to_pb(self._sessions.info(session))
+
+    def _route(self, server: str) -> Backend | None:
+        """None: this server. Empty ``server`` always means this server."""
+        return self._registry.route(server)
+
+    async def _forward(self, backend: Backend, method: str, request: Any, context: Ctx) -> Any:
+        return await remote.call(self._federation.link(backend), method, request, context)
+
+    # -- sessions -------------------------------------------------------------
+
+    @unary
+    async def CreateSession(
+        self, request: hub_pb2.CreateSessionRequest, context: Ctx
+    ) -> hub_pb2.CreateSessionResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "CreateSession", request, context)
+            return hub_pb2.CreateSessionResponse(
+                session=remote.clean_session(resp.session, backend.hostname)
+            )
+        session = self._sessions.create(
+            name=request.name,
+            command=request.command,
+            rows=request.rows,
+            cols=request.cols,
+            cwd=request.cwd,
+            env=dict(request.env),
+            tags=list(request.tags),
+        )
+        return hub_pb2.CreateSessionResponse(session=self._session_pb(session))
+
+    async def _list_backend(
+        self, backend: Backend, request: hub_pb2.ListSessionsRequest, context: Ctx
+    ) -> list[types_pb2.Session]:
+        try:
+            resp = await self._forward(
+                backend, "ListSessions", hub_pb2.ListSessionsRequest(tags=request.tags), context
+            )
+            return [remote.clean_session(s, backend.hostname) for s in resp.sessions]
+        except (WshError, RemoteStatus) as err:
+            log.info("list: backend %s skipped: %s", backend.hostname, err)
+            return []
+
+    @unary
+    async def ListSessions(
+        self, request: hub_pb2.ListSessionsRequest, context: Ctx
+    ) -> hub_pb2.ListSessionsResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "ListSessions", request, context)
+            return hub_pb2.ListSessionsResponse(
+                sessions=[remote.clean_session(s, backend.hostname) for s in resp.sessions]
+            )
+        sessions = [self._session_pb(s) for s in self._sessions.matching(request.tags)]
+        if not request.server:
+            # The whole cluster: every healthy backend, concurrently; one
+            # that fails meanwhile is left out like an unavailable one.
+            remote_lists = await asyncio.gather(
+                *(self._list_backend(b, request, context) for b in self._registry.healthy())
+            )
+            for found in remote_lists:
+                sessions.extend(found)
+        return hub_pb2.ListSessionsResponse(sessions=sessions)
+
+    @unary
+    async def GetSession(
+        self, request: hub_pb2.GetSessionRequest, context: Ctx
+    ) -> hub_pb2.GetSessionResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "GetSession", request, context)
+            return hub_pb2.GetSessionResponse(
+                session=remote.clean_session(resp.session, backend.hostname)
+            )
+        return hub_pb2.GetSessionResponse(
+            session=self._session_pb(self._sessions.get(request.name))
+        )
+
+    @unary
+    async def UpdateSession(
+        self, request: hub_pb2.UpdateSessionRequest, context: Ctx
+    ) -> hub_pb2.UpdateSessionResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "UpdateSession", request, context)
+            return hub_pb2.UpdateSessionResponse(
+                session=remote.clean_session(resp.session, backend.hostname)
+            )
+        session = self._sessions.update(
+            request.name,
+            new_name=request.new_name,
+            add_tags=list(request.add_tags),
+            remove_tags=list(request.remove_tags),
+        )
+        return hub_pb2.UpdateSessionResponse(session=self._session_pb(session))
+
+    @unary
+    async def KillSession(
+        self, request: hub_pb2.KillSessionRequest, context: Ctx
+    ) -> hub_pb2.KillSessionResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            await self._forward(backend, "KillSession", request, context)
+        else:
+            await self._sessions.kill(request.name)
+        return hub_pb2.KillSessionResponse()
+
+    @unary
+    async def SendInput(
+        self, request: hub_pb2.SendInputRequest, context: Ctx
+    ) -> hub_pb2.SendInputResponse:
+        if len(request.data) > defaults.MAX_INPUT_BYTES:
+            raise invalid(
+                "INPUT_TOO_LARGE",
+                f"Input of {len(request.data)} bytes exceeds the limit of "
+                f"{defaults.MAX_INPUT_BYTES} bytes; send it in parts.",
+                limit=str(defaults.MAX_INPUT_BYTES),
+            )
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "SendInput", request, context)
+            return hub_pb2.SendInputResponse(generation=resp.generation)
+        generation = self._sessions.get(request.name).send(request.data)
+        return hub_pb2.SendInputResponse(generation=generation)
+
+    @unary
+    async def GetScreen(
+        self, request: hub_pb2.GetScreenRequest, context: Ctx
+    ) -> hub_pb2.GetScreenResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "GetScreen", request, context)
+            remote.clean_screen(resp.screen, backend.hostname)
+            return resp  # type: ignore[no-any-return]
+        session = self._sessions.get(request.name)
+        screen = self._render.screen(
+            session, convert.is_styled(request.format), session.activity.generation
+        )
+        return hub_pb2.GetScreenResponse(screen=screen)
+
+    @unary
+    async def GetScrollback(
+        self, request: hub_pb2.GetScrollbackRequest, context: Ctx
+    ) -> hub_pb2.GetScrollbackResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "GetScrollback", request, context)
+            remote.clean_scrollback(resp, backend.hostname)
+            return resp  # type: ignore[no-any-return]
+        limit = min(request.limit or defaults.SCROLLBACK_PAGE_DEFAULT, defaults.SCROLLBACK_PAGE_MAX)
+        styled = convert.is_styled(request.format)
+        page = self._sessions.get(request.name).scrollback(request.offset, limit, styled)
+        return hub_pb2.GetScrollbackResponse(
+            lines=page.lines,
+            styled_lines=convert.styled_lines_to_pb(page.styled_lines) if page.styled_lines else (),
+            total_lines=page.total_lines,
+            offset=page.offset,
+        )
+
+    @unary
+    async def ResizeSession(
+        self, request: hub_pb2.ResizeSessionRequest, context: Ctx
+    ) -> hub_pb2.ResizeSessionResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "ResizeSession", request, context)
+            return hub_pb2.ResizeSessionResponse(
+                session=remote.clean_session(resp.session, backend.hostname)
+            )
+        session = self._sessions.resize(request.name, request.rows, request.cols)
+        return hub_pb2.ResizeSessionResponse(session=self._session_pb(session))
+
+    @unary
+    async def AwaitIdle(
+        self, request: hub_pb2.AwaitIdleRequest, context: Ctx
+    ) -> hub_pb2.AwaitIdleResponse:
+        backend = self._route(request.server)
+        if backend is not None:
+            resp = await self._forward(backend, "AwaitIdle", request, context)
+            remote.clean_idle(resp.idle, backend.hostname)
+            return resp  # type: ignore[no-any-return]
+        session = self._sessions.get(request.name)
+        timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
+        last = request.last_generation if request.HasField("last_generation") else None
+        try:
+            async with asyncio.timeout(max_wait_s):
+                generation = await session.wait_idle(timeout_ms, last, request.fresh)
+        except TimeoutError:
+            raise idle_timeout_error(f"Session {session.name!r}", max_wait_s) from None
+        idle = self._render.idle(
+            session, self.hostname, generation, convert.is_styled(request.format)
+        )
+        return hub_pb2.AwaitIdleResponse(idle=idle)
+
+    @streaming
+    async def RaceIdle(
+        self, request: hub_pb2.RaceIdleRequest, context: Ctx
+    ) -> AsyncIterator[hub_pb2.RaceIdleResponse]:
+        backend = self._route(request.server)
+        timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
+        styled = convert.is_styled(request.format)
+        race = ClusterRace(
+            request,
+            timeout_ms=timeout_ms,
+            sessions=None if backend is not None else self._sessions,
+            render=lambda session, generation: self._render.idle(
+                session, self.hostname, generation, styled
+            ),
+            federation=self._federation,
+            # Empty server: the whole cluster; this server's name: only here.
+            backends=[backend] if backend is not None else (None if not request.server else []),
+        )
+        try:
+            if race.start() == 0:
+                raise WshError(
+                    Kind.NOT_FOUND,
+                    "NO_SESSIONS",
+                    "No session in scope"
+                    + (f" with tags {sorted(request.tags)}" if request.tags else "")
+                    + "; create one first.",
+                )
+            timeout = idle_timeout_error("No session in scope", max_wait_s)
+            async for idle in race.stream(max_wait_s, timeout):
+                yield hub_pb2.RaceIdleResponse(idle=idle)
+        finally:
+            await race.close()
+
+    # -- servers --------------------------------------------------------------
+
+    def _self_server(self) -> hub_pb2.Server:
+        return hub_pb2.Server(
+            hostname=self.hostname,
+            address="local",
+            health=hub_pb2.SERVER_HEALTH_HEALTHY,
+            role=hub_pb2.SERVER_ROLE_LOCAL,
+            session_count=len(self._sessions),
+            server_id=self._identity.server_id,
+        )
+
+    @staticmethod
+    def _backend_server(backend: Backend) -> hub_pb2.Server:
+        return hub_pb2.Server(
+            hostname=backend.hostname,
+            address=backend.address.url,
+            health=_HEALTH_TO_PB[backend.health],
+            role=hub_pb2.SERVER_ROLE_MEMBER,
+            session_count=len(backend.sessions),
+            latency_ms=backend.latency_ms if backend.healthy else 0.0,
+            last_error=backend.last_error,
+            server_id=backend.server_id,
+        )
+
+    @unary
+    async def ListServers(
+        self, request: hub_pb2.ListServersRequest, context: Ctx
+    ) -> hub_pb2.ListServersResponse:
+        return hub_pb2.ListServersResponse(
+            servers=[self._self_server(), *(self._backend_server(b) for b in self._registry)]
+        )
+
+    @unary
+    async def GetServer(
+        self, request: hub_pb2.GetServerRequest, context: Ctx
+    ) -> hub_pb2.GetServerResponse:
+        if not request.hostname or request.hostname == self.hostname:
+            return hub_pb2.GetServerResponse(server=self._self_server())
+        backend = self._registry.find(request.hostname)
+        return hub_pb2.GetServerResponse(server=self._backend_server(backend))
+
+    @unary
+    async def AddServer(
+        self, request: hub_pb2.AddServerRequest, context: Ctx
+    ) -> hub_pb2.AddServerResponse:
+        backend = await self._federation.add_server(
+            request.address,
+            request.token if request.HasField("token") else None,
+            wait=request.wait,
+            wait_timeout_s=request.wait_timeout_ms / 1000,
+        )
+        return hub_pb2.AddServerResponse(server=self._backend_server(backend))
+
+    @unary
+    async def RemoveServer(
+        self, request: hub_pb2.RemoveServerRequest, context: Ctx
+    ) -> hub_pb2.RemoveServerResponse:
+        await self._federation.remove_server(request.hostname, request.address)
+        return hub_pb2.RemoveServerResponse()
+
+    @unary
+    async def ReloadConfig(
+        self, request: hub_pb2.ReloadConfigRequest, context: Ctx
+    ) -> hub_pb2.ReloadConfigResponse:
+        result = await self._federation.reload()
+        return hub_pb2.ReloadConfigResponse(
+            added=result.added,
+            removed=result.removed,
+            updated=result.updated,
+            warnings=result.warnings,
+        )
+
+    @unary
+    async def GetServerInfo(
+        self, request: hub_pb2.GetServerInfoRequest, context: Ctx
+    ) -> hub_pb2.GetServerInfoResponse:
+        response = hub_pb2.GetServerInfoResponse(
+            hostname=self.hostname,
+            server_id=self._identity.server_id,
+            version=self._identity.version,
+            started_at=convert.timestamp(self._identity.started_at),
+        )
+        response.uptime.FromNanoseconds(int((time.time() - self._identity.started_at) * 1e9))
+        return response

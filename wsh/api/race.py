@@ -1,0 +1,198 @@
+"""A cluster-wide RaceIdle: this server's race merged with every backend's.
+
+Local sessions are raced by ``LocalRace``; each healthy backend in scope
+gets its own RaceIdle stream (local-only on its side) pumped into the same
+queue. Backends that become healthy while the race is open join it; a
+backend whose stream fails drops out and the race goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from wsh import defaults
+from wsh.api import remote
+from wsh.errors import WshError
+from wsh.federation.manager import Federation
+from wsh.federation.registry import Backend
+from wsh.sessions.manager import SessionManager
+from wsh.sessions.race import LocalRace
+from wsh.sessions.session import Session
+from wsh.v1 import hub_pb2, types_pb2
+
+log = logging.getLogger(__name__)
+
+RenderIdle = Callable[[Session, int], types_pb2.Idle]
+
+
+class ClusterRace:
+    """Merges settles from this server and its healthy backends, first settled first."""
+
+    def __init__(
+        self,
+        request: hub_pb2.RaceIdleRequest,
+        *,
+        timeout_ms: int,
+        sessions: SessionManager | None,
+        render: RenderIdle,
+        federation: Federation,
+        backends: list[Backend] | None,
+    ) -> None:
+        """``sessions`` None leaves this server out; ``backends`` None means
+        every healthy backend, now and later."""
+        self._request = request
+        self._timeout_ms = timeout_ms
+        self._federation = federation
+        self._fixed_backends = backends
+        self._tags = frozenset(request.tags)
+        self._queue: asyncio.Queue[types_pb2.Idle] = asyncio.Queue()
+        self._last_sent: dict[tuple[str, str], int] = {}
+        self._pumps: dict[Backend, asyncio.Task[None]] = {}
+        self._failed: set[Backend] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._local: LocalRace | None = None
+        if sessions is not None:
+            own = federation.identity.hostname
+            skip_here = request.last_server in ("", own)
+            self._local = LocalRace(
+                sessions,
+                lambda session, generation: self._queue.put_nowait(render(session, generation)),
+                tags=self._tags,
+                timeout_ms=timeout_ms,
+                fresh=request.fresh,
+                skip_name=request.last_session if skip_here else "",
+                skip_generation=request.last_generation
+                if request.HasField("last_generation")
+                else None,
+            )
+
+    def _candidates(self) -> list[Backend]:
+        if self._fixed_backends is not None:
+            return [b for b in self._fixed_backends if b.healthy]
+        return self._federation.registry.healthy()
+
+    def start(self) -> int:
+        """Begin; returns how many sessions are in scope cluster-wide right now."""
+        in_scope = self._local.start() if self._local is not None else 0
+        for backend in self._candidates():
+            in_scope += sum(1 for _ in backend.sessions_matching(self._tags))
+        self._start_pumps()
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._watch_registry(), name="race-registry-watch"
+        )
+        return in_scope
+
+    async def next(self, max_wait_s: float) -> types_pb2.Idle:
+        """The next settled session; TimeoutError when none settles within ``max_wait_s``."""
+        async with asyncio.timeout(max_wait_s):
+            return await self._queue.get()
+
+    def _start_pumps(self) -> None:
+        for backend in self._candidates():
+            if backend not in self._pumps and backend not in self._failed:
+                self._pumps[backend] = asyncio.get_running_loop().create_task(
+                    self._pump(backend), name=f"race-pump-{backend.hostname}"
+                )
+
+    async def _watch_registry(self) -> None:
+        changes = self._federation.registry.changes
+        seen = changes.version
+        while True:
+            seen = await changes.wait(seen)
+            for backend in list(self._failed):
+                if not backend.healthy:
+                    self._failed.discard(backend)  # a new connection may do better
+            self._start_pumps()
+
+    async def _pump(self, backend: Backend) -> None:
+        try:
+            await self._pump_stream(backend)
+        except WshError as err:
+            log.info("race: backend %s dropped out: %s", backend.hostname, err.message)
+            self._failed.add(backend)
+        except grpc.aio.AioRpcError as err:
+            log.info("race: backend %s dropped out: %s", backend.hostname, err.code().name)
+            self._failed.add(backend)
+        finally:
+            if self._pumps.get(backend) is asyncio.current_task():
+                del self._pumps[backend]
+
+    def _backend_request(self, backend: Backend) -> hub_pb2.RaceIdleRequest:
+        req = self._request
+        out = hub_pb2.RaceIdleRequest(
+            tags=req.tags,
+            timeout_ms=self._timeout_ms,
+            # The hub enforces the caller's max_wait; a backend stream that
+            # ended on its own clock would only have to be reopened.
+            max_wait_ms=defaults.MAX_WAIT_CAP_MS,
+            format=req.format,
+            fresh=req.fresh,
+        )
+        if req.last_server and req.last_server == backend.hostname:
+            out.last_session = req.last_session
+            if req.HasField("last_generation"):
+                out.last_generation = req.last_generation
+        return out
+
+    async def _pump_stream(self, backend: Backend) -> None:
+        link = self._federation.link(backend)
+        changes = self._federation.registry.changes
+        request = self._backend_request(backend)
+        seen = changes.version
+        while backend.healthy:
+            if not any(backend.sessions_matching(self._tags)):
+                seen = await changes.wait(seen)
+                continue
+            seen = changes.version
+            stream = link.hub.RaceIdle(request, metadata=link.metadata)
+            try:
+                async for response in stream:
+                    self._offer(remote.clean_idle(response.idle, backend.hostname))
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in (
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    raise
+                # Nothing in scope there (any more): wait for its inventory to change.
+                seen = await changes.wait(seen)
+            finally:
+                stream.cancel()
+
+    def _offer(self, idle: types_pb2.Idle) -> None:
+        key = (idle.server, idle.session)
+        # A reopened backend stream reports settled sessions again: each
+        # generation goes to the client at most once.
+        if self._last_sent.get(key, -1) >= idle.generation:
+            return
+        self._last_sent[key] = idle.generation
+        self._queue.put_nowait(idle)
+
+    async def close(self) -> None:
+        tasks = list(self._pumps.values())
+        if self._watcher is not None:
+            tasks.append(self._watcher)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._pumps.clear()
+        if self._local is not None:
+            await self._local.close()
+
+    async def stream(
+        self, max_wait_s: float, on_timeout: Exception
+    ) -> AsyncIterator[types_pb2.Idle]:
+        """Yield settles until the caller stops; ``on_timeout`` after ``max_wait_s`` of none."""
+        while True:
+            try:
+                idle = await self.next(max_wait_s)
+            except TimeoutError:
+                raise on_timeout from None
+            yield idle

@@ -1,0 +1,325 @@
+"""The hub's end of one backend: its gRPC channel and the Link stream over it.
+
+A ``BackendLink`` owns one channel to a backend, keeps a Link stream open on
+it (identity, inventory, heartbeats), turns what it learns into registry
+state and reconnects with capped, jittered exponential backoff. Session
+calls for the backend go over the same channel through ``hub``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+
+from wsh.api import convert
+from wsh.errors import WshError
+from wsh.federation import sanitize
+from wsh.federation.auth import bearer_metadata, redact
+from wsh.federation.ip_access import IpAccess
+from wsh.federation.registry import Backend, Health, Registry
+from wsh.identity import ServerIdentity
+from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 1.0
+# Silence longer than this on the Link stream marks the backend UNAVAILABLE.
+HEARTBEAT_MISS_S = 3.0
+HANDSHAKE_TIMEOUT_S = 5.0
+BACKOFF_INITIAL_S = 0.1
+BACKOFF_CAP_S = 1.0
+# A refused token will not fix itself in a second; retry it more slowly.
+AUTH_BACKOFF_S = 5.0
+
+# HTTP/2 keepalive notices a silent partition in seconds; without it a cut
+# link goes unnoticed for as long as TCP retransmits. gRPC's own reconnect
+# backoff is kept short so that our loop, not the channel, sets the pace.
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 1_000),
+    ("grpc.keepalive_timeout_ms", 1_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.enable_retries", 0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Trust roots and client certificate for ``https://`` backends."""
+
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: Path | None) -> bytes | None:
+            return path.read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file),
+            private_key=read(self.client_key),
+            certificate_chain=read(self.client_cert),
+        )
+
+
+class _Rejected(Exception):
+    """The backend can never be part of this cluster as it is (self-loop, name taken)."""
+
+
+class _LinkBroken(Exception):
+    pass
+
+
+class _PrefixedChannel:
+    """Puts a reverse-proxy path prefix in front of every method path.
+
+    Generated stubs ask the channel for ``/wsh.v1.HubService/X``; behind a
+    proxy at ``https://proxy/node-1`` that must become ``/node-1/wsh.v1...``.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, prefix: str) -> None:
+        self._channel = channel
+        self._prefix = prefix
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.unary_unary(self._prefix + method, *args, **kwargs)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.unary_stream(self._prefix + method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_unary(self._prefix + method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_stream(self._prefix + method, *args, **kwargs)
+
+
+def describe_rpc_error(err: grpc.aio.AioRpcError) -> str:
+    code = err.code()
+    details = err.details() or code.name
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return f"authentication failed ({code.name}): {details}"
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return f"not a wsh server, or a path prefix is wrong ({details})"
+    return f"{code.name}: {details}"
+
+
+class BackendLink:
+    """One backend's channel and the task that keeps its Link stream alive."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        registry: Registry,
+        identity: ServerIdentity,
+        ip_access: Callable[[], IpAccess],
+        tls: TlsFiles,
+    ) -> None:
+        self.backend = backend
+        self._registry = registry
+        self._identity = identity
+        self._ip_access = ip_access
+        address = backend.address
+        if address.tls:
+            self._channel = grpc.aio.secure_channel(
+                address.grpc_target, tls.credentials(), options=CHANNEL_OPTIONS
+            )
+        else:
+            self._channel = grpc.aio.insecure_channel(address.grpc_target, options=CHANNEL_OPTIONS)
+        routed = cast(grpc.aio.Channel, _PrefixedChannel(self._channel, address.path_prefix))
+        self.hub = hub_pb2_grpc.HubServiceStub(routed)
+        self._link = backend_pb2_grpc.BackendServiceStub(routed)
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self._sent_at: dict[int, float] = {}
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return bearer_metadata(self.backend.token)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"link-{self.backend.address.url}"
+        )
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._channel.close(grace=None)
+
+    # -- state ----------------------------------------------------------------
+
+    def _set(self, health: Health, error: str = "") -> None:
+        backend = self.backend
+        if health is not Health.HEALTHY:
+            backend.sessions.clear()
+        error = redact(error, [backend.token])
+        if backend.health is health and backend.last_error == error:
+            return
+        if health is not backend.health:
+            log.info(
+                "backend %s (%s): %s -> %s%s",
+                backend.hostname or "?",
+                backend.address.url,
+                backend.health.value,
+                health.value,
+                f": {error}" if error else "",
+            )
+        backend.health = health
+        backend.last_error = error
+        self._registry.changed(backend)
+
+    # -- the loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            delay_floor = 0.0
+            try:
+                await self._session()
+                error = "link closed by the backend"
+            except _Rejected:
+                return
+            except WshError as err:
+                error = err.message
+            except grpc.aio.AioRpcError as err:
+                error = describe_rpc_error(err)
+                if err.code() in (
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
+                    delay_floor = AUTH_BACKOFF_S
+            except (TimeoutError, _LinkBroken) as exc:
+                error = str(exc) or "no heartbeat from the backend"
+            if self.backend.health is Health.HEALTHY:
+                failures = 0
+            self._set(Health.UNAVAILABLE, error)
+            failures += 1
+            backoff = min(BACKOFF_CAP_S, BACKOFF_INITIAL_S * 2 ** (failures - 1))
+            await asyncio.sleep(max(delay_floor, backoff * random.uniform(0.5, 1.0)))
+
+    async def _session(self) -> None:
+        """One Link stream from handshake to its end."""
+        backend = self.backend
+        # Every (re)connect checks the address again: a DNS change must not
+        # move a backend into a blocked range.
+        await self._ip_access().check_address(backend.address)
+        # Requests are written on the call as they come (heartbeats).
+        call = self._link.Link(metadata=self.metadata)  # type: ignore[call-arg]
+        try:
+            ident = self._identity
+            await call.write(
+                backend_pb2.LinkRequest(
+                    identity=backend_pb2.Identity(
+                        hostname=ident.hostname, server_id=ident.server_id, version=ident.version
+                    )
+                )
+            )
+            first = await self._read(call, HANDSHAKE_TIMEOUT_S)
+            if first.WhichOneof("message") != "identity":
+                raise sanitize.BackendGarbage("the backend did not start with its identity")
+            self._check_identity(first.identity)
+            second = await self._read(call, HANDSHAKE_TIMEOUT_S)
+            if second.WhichOneof("message") != "inventory":
+                raise sanitize.BackendGarbage("the backend did not send its inventory")
+            sessions = sanitize.check_inventory(
+                [convert.session_from_pb(s) for s in second.inventory.sessions], backend.hostname
+            )
+            backend.sessions = {s.name: s for s in sessions}
+            self._sent_at.clear()
+            self._set(Health.HEALTHY)
+            beats = asyncio.get_running_loop().create_task(
+                self._heartbeats(call), name=f"heartbeat-{backend.hostname}"
+            )
+            try:
+                while True:
+                    self._handle(await self._read(call, HEARTBEAT_MISS_S))
+            finally:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
+        finally:
+            call.cancel()
+
+    async def _read(self, call: Any, limit_s: float) -> backend_pb2.LinkResponse:
+        try:
+            async with asyncio.timeout(limit_s):
+                msg = await call.read()
+        except TimeoutError:
+            raise _LinkBroken(f"no message from the backend for {limit_s:.0f}s") from None
+        if not isinstance(msg, backend_pb2.LinkResponse):  # grpc.aio.EOF
+            raise _LinkBroken("link closed by the backend")
+        return msg
+
+    def _check_identity(self, identity: backend_pb2.Identity) -> None:
+        backend = self.backend
+        hostname, server_id, version = sanitize.check_identity(
+            identity.hostname, identity.server_id, identity.version, backend=backend.address.url
+        )
+        backend.server_id, backend.version = server_id, version
+        if server_id == self._identity.server_id:
+            backend.hostname = hostname
+            self._set(Health.REJECTED, "SELF_LOOP: this address leads back to this hub itself")
+            raise _Rejected
+        holder = self._registry.hostname_holder(hostname, backend)
+        if holder is not None:
+            self._set(
+                Health.REJECTED,
+                f"HOSTNAME_TAKEN: hostname {hostname!r} is already used by {holder}",
+            )
+            raise _Rejected
+        if backend.hostname and backend.hostname != hostname:
+            log.info("backend %s renamed itself %s", backend.hostname, hostname)
+        backend.hostname = hostname
+
+    def _handle(self, msg: backend_pb2.LinkResponse) -> None:
+        backend = self.backend
+        kind = msg.WhichOneof("message")
+        if kind == "heartbeat":
+            sent = self._sent_at.pop(msg.heartbeat.ack_seq, None)
+            if sent is not None:
+                backend.latency_ms = (time.monotonic() - sent) * 1000
+        elif kind == "event":
+            event = msg.event
+            if event.previous_name:
+                backend.sessions.pop(event.previous_name, None)
+            if event.HasField("upsert"):
+                info = sanitize.check_session(
+                    convert.session_from_pb(event.upsert), backend.hostname
+                )
+                if info.name not in backend.sessions:
+                    sanitize.check_count(len(backend.sessions) + 1, sanitize.MAX_REMOTE_SESSIONS)
+                backend.sessions[info.name] = info
+            elif event.removed:
+                backend.sessions.pop(event.removed, None)
+            self._registry.changed(backend)
+        else:
+            raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
+
+    async def _heartbeats(self, call: Any) -> None:
+        while True:
+            self._seq += 1
+            self._sent_at[self._seq] = time.monotonic()
+            # Unacknowledged beats are dropped so the map stays small.
+            for old in [s for s in self._sent_at if s < self._seq - 8]:
+                del self._sent_at[old]
+            await call.write(
+                backend_pb2.LinkRequest(heartbeat=backend_pb2.Heartbeat(seq=self._seq))
+            )
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)

@@ -1,0 +1,181 @@
+"""The registry of backends: who they are, how healthy, what sessions they hold.
+
+The registry is plain state plus change notification. The Link connections
+(``connection.py``) write into it; routing and cluster-wide races read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from wsh.errors import Kind, WshError, shorten
+from wsh.federation.address import BackendAddress
+from wsh.sessions.info import SessionInfo
+
+
+class Health(enum.Enum):
+    HEALTHY = "healthy"
+    CONNECTING = "connecting"
+    UNAVAILABLE = "unavailable"
+    REJECTED = "rejected"
+
+
+@dataclass(eq=False)
+class Backend:
+    """One registered backend, as this hub knows it."""
+
+    address: BackendAddress
+    token: str | None = field(default=None, repr=False)
+    # Whether the token came from the backend's own entry (kept in config
+    # write-back) rather than the default cascade.
+    own_token: bool = False
+    hostname: str = ""
+    server_id: str = ""
+    version: str = ""
+    health: Health = Health.CONNECTING
+    last_error: str = ""
+    latency_ms: float = 0.0
+    sessions: dict[str, SessionInfo] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.health is Health.HEALTHY
+
+    def sessions_matching(self, tags: frozenset[str]) -> Iterator[SessionInfo]:
+        return (s for s in self.sessions.values() if not tags or tags & set(s.tags))
+
+
+class Changes:
+    """A counter that waiters can wait on: "something in the registry changed"."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def bump(self) -> None:
+        self.version += 1
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    async def wait(self, seen: int) -> int:
+        """Return the new version once it differs from ``seen``."""
+        while self.version == seen:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.add(fut)
+            try:
+                await fut
+            finally:
+                self._waiters.discard(fut)
+        return self.version
+
+
+def server_not_found(hostname: str) -> WshError:
+    return WshError(
+        Kind.NOT_FOUND,
+        "SERVER_NOT_FOUND",
+        f"No server named {shorten(hostname)!r} in this cluster; `wsh servers` lists them.",
+        {"server": shorten(hostname)},
+    )
+
+
+class Registry:
+    """Backends in registration order, looked up by address or hostname."""
+
+    def __init__(self, own_hostname: str) -> None:
+        self.own_hostname = own_hostname
+        self._backends: dict[str, Backend] = {}  # canonical address -> backend
+        self.changes = Changes()
+        self._listeners: list[Callable[[Backend], None]] = []
+
+    def __iter__(self) -> Iterator[Backend]:
+        return iter(list(self._backends.values()))
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def healthy(self) -> list[Backend]:
+        return [b for b in self._backends.values() if b.healthy]
+
+    def by_address(self, address: BackendAddress) -> Backend | None:
+        return self._backends.get(address.url)
+
+    def by_hostname(self, hostname: str) -> Backend | None:
+        for backend in self._backends.values():
+            if backend.hostname == hostname and backend.health is not Health.REJECTED:
+                return backend
+        return None
+
+    def add(self, backend: Backend) -> None:
+        if backend.address.url in self._backends:
+            raise WshError(
+                Kind.ALREADY_EXISTS,
+                "SERVER_ALREADY_REGISTERED",
+                f"Backend {backend.address.url} is already registered.",
+                {"address": backend.address.url},
+            )
+        self._backends[backend.address.url] = backend
+        self.changed(backend)
+
+    def remove(self, backend: Backend) -> None:
+        if self._backends.get(backend.address.url) is backend:
+            del self._backends[backend.address.url]
+            backend.sessions.clear()
+            self.changed(backend)
+
+    def find(self, hostname: str = "", address: str = "") -> Backend:
+        """A backend by hostname, or by address while its hostname is unknown."""
+        if hostname:
+            for backend in self._backends.values():
+                if backend.hostname == hostname:
+                    return backend
+        if address:
+            for backend in self._backends.values():
+                if address in (backend.address.url, str(backend.address)):
+                    return backend
+        raise server_not_found(hostname or address)
+
+    def hostname_holder(self, hostname: str, asking: Backend) -> str | None:
+        """Who already holds ``hostname``: "this hub", a backend address, or None."""
+        if hostname == self.own_hostname:
+            return "this hub"
+        for backend in self._backends.values():
+            if (
+                backend is not asking
+                and backend.hostname == hostname
+                and backend.health is not Health.REJECTED
+            ):
+                return backend.address.url
+        return None
+
+    def route(self, server: str) -> Backend | None:
+        """The backend that owns ``server``; None means this server itself."""
+        if not server or server == self.own_hostname:
+            return None
+        backend = self.by_hostname(server)
+        if backend is None:
+            raise server_not_found(server)
+        if not backend.healthy:
+            raise WshError(
+                Kind.UNAVAILABLE,
+                "SERVER_UNAVAILABLE",
+                f"Server {server!r} is {backend.health.value}"
+                + (f": {backend.last_error}" if backend.last_error else "")
+                + ".",
+                {"server": server, "health": backend.health.value},
+            )
+        return backend
+
+    def subscribe(self, listener: Callable[[Backend], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def changed(self, backend: Backend) -> None:
+        """Record that ``backend``'s state or inventory changed."""
+        self.changes.bump()
+        for listener in list(self._listeners):
+            listener(backend)

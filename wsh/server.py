@@ -1,0 +1,305 @@
+"""Assembles one wsh server: services, health, reflection, signals, shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import string
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from wsh import defaults
+from wsh.api.auth import TokenAuth, check_token_strength
+from wsh.api.backend import BackendServicer
+from wsh.api.hub import HubServicer
+from wsh.errors import Kind, WshError
+from wsh.federation.config import Config, load_config
+from wsh.federation.manager import Federation
+from wsh.identity import ServerIdentity, resolve_hostname
+from wsh.sessions.manager import SessionManager
+from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2, hub_pb2_grpc
+
+log = logging.getLogger("wsh.server")
+
+# In-flight calls get this long to finish after SIGTERM before they are cancelled.
+SHUTDOWN_GRACE_S = 2.0
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVICE_NAMES = (
+    hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
+    backend_pb2.DESCRIPTOR.services_by_name["BackendService"].full_name,
+)
+
+# Hubs ping their backends every second so that a cut link shows within
+# seconds; the server must accept pings that often, with or without calls.
+GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 500),
+    ("grpc.http2.max_ping_strikes", 0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Everything ``wsh server`` is configured with."""
+
+    listen: str = defaults.DEFAULT_ADDR
+    hostname: str | None = None
+    config_path: Path = field(default_factory=lambda: default_config_path())
+    max_sessions: int = defaults.MAX_SESSIONS
+    exited_retention_s: float = defaults.EXITED_RETENTION_S
+    scrollback_lines: int = defaults.SCROLLBACK_LINES
+    token: str | None = field(default=None, repr=False)
+    generate_token: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "wsh" / "config.toml"
+
+
+def is_loopback_listen(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_server_token(settings: ServerSettings, config: Config) -> str | None:
+    """The token clients must present, or None on a loopback-only server without one.
+
+    A server reachable from the network runs shells for whoever reaches it,
+    so it refuses to start without a token unless asked to make one.
+    """
+    token = settings.token or config.token
+    if token:
+        check_token_strength(token)
+        return token
+    if is_loopback_listen(settings.listen):
+        return None
+    if settings.generate_token:
+        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(32))
+        # Shown once, to the operator only; never logged.
+        print(f"wsh server: generated token: {token}", file=sys.stderr, flush=True)
+        return token
+    raise WshError(
+        Kind.FAILED_PRECONDITION,
+        "TOKEN_REQUIRED",
+        f"Listening on {settings.listen} (not loopback) needs a token: pass --token or "
+        "WSH_TOKEN (16+ characters), set [server] token in the config, or use "
+        "--generate-token.",
+    )
+
+
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise WshError(
+                Kind.INVALID_ARGUMENT,
+                "TLS_INVALID",
+                "--tls-client-ca needs --tls-cert and --tls-key.",
+            )
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise WshError(
+            Kind.INVALID_ARGUMENT, "TLS_INVALID", "--tls-cert and --tls-key go together."
+        )
+    try:
+        chain = settings.tls_cert.read_bytes()
+        key = settings.tls_key.read_bytes()
+        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    except OSError as exc:
+        raise WshError(
+            Kind.INVALID_ARGUMENT, "TLS_INVALID", f"Cannot read {exc.filename}: {exc.strerror}."
+        ) from None
+    return grpc.ssl_server_credentials(
+        [(key, chain)],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+class WshServer:
+    """One running server. ``start()`` binds; ``stop()`` shuts down cleanly."""
+
+    def __init__(self, settings: ServerSettings, config: Config) -> None:
+        self.settings = settings
+        self.identity = ServerIdentity(
+            hostname=resolve_hostname(settings.hostname, config.hostname)
+        )
+        token = resolve_server_token(settings, config)
+        self._credentials = server_credentials(settings)
+        self.federation = Federation(self.identity, config, own_token=token)
+        self.sessions = SessionManager(
+            self.identity.hostname,
+            max_sessions=settings.max_sessions,
+            exited_retention_s=settings.exited_retention_s,
+            scrollback_limit=settings.scrollback_lines,
+        )
+        self.health = HealthServicer()
+        self._server = grpc.aio.server(
+            options=GRPC_SERVER_OPTIONS,
+            interceptors=[TokenAuth(token)] if token else None,
+        )
+        hub_pb2_grpc.add_HubServiceServicer_to_server(
+            HubServicer(self.identity, self.sessions, self.federation), self._server
+        )
+        backend_pb2_grpc.add_BackendServiceServicer_to_server(
+            BackendServicer(self.identity, self.sessions), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+        self.port = 0
+
+    async def start(self) -> None:
+        if self._credentials is not None:
+            self.port = self._server.add_secure_port(self.settings.listen, self._credentials)
+        else:
+            self.port = self._server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise WshError(
+                Kind.UNAVAILABLE, "LISTEN_FAILED", f"Cannot listen on {self.settings.listen}."
+            )
+        await self._server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.federation.start()
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Health NOT_SERVING, finish or cancel calls, kill and reap every session."""
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(SHUTDOWN_GRACE_S)
+        await self.federation.close()
+        await self.sessions.close_all()
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+
+def parse_args(argv: Sequence[str]) -> ServerSettings:
+    parser = argparse.ArgumentParser(prog="wsh server", description="Run a wsh server.")
+    parser.add_argument(
+        "--listen",
+        default=os.environ.get("WSH_LISTEN", defaults.DEFAULT_ADDR),
+        help="HOST:PORT to serve on (default %(default)s; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--hostname",
+        default=os.environ.get("WSH_HOSTNAME"),
+        help="this server's name in the cluster (default: the system hostname)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("WSH_CONFIG") or default_config_path(),
+        help="TOML config file: hostname, backends, ip_access, TLS (default %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("WSH_TOKEN"),
+        help="bearer token clients must present (16+ characters; default $WSH_TOKEN)",
+    )
+    parser.add_argument(
+        "--generate-token",
+        action="store_true",
+        help="on a non-loopback address without a token, make one and print it once",
+    )
+    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate chain")
+    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca", type=Path, help="require client certificates signed by this CA"
+    )
+    parser.add_argument("--max-sessions", type=int, default=defaults.MAX_SESSIONS)
+    parser.add_argument(
+        "--exited-retention",
+        type=float,
+        default=defaults.EXITED_RETENTION_S,
+        metavar="SECONDS",
+        help="how long an exited session stays readable (default %(default)s)",
+    )
+    parser.add_argument("--scrollback", type=int, default=defaults.SCROLLBACK_LINES)
+    parser.add_argument("--log-level", default=os.environ.get("WSH_LOG", "INFO"))
+    args = parser.parse_args(list(argv))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return ServerSettings(
+        listen=args.listen,
+        hostname=args.hostname,
+        config_path=Path(args.config),
+        max_sessions=args.max_sessions,
+        exited_retention_s=args.exited_retention,
+        scrollback_lines=args.scrollback,
+        token=args.token or None,
+        generate_token=args.generate_token,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+    )
+
+
+async def serve(settings: ServerSettings) -> None:
+    config = await asyncio.to_thread(load_config, settings.config_path)
+    server = WshServer(settings, config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ident = server.identity
+    # Tests and scripts read this line to learn the bound port.
+    print(
+        f"wsh: listening on {server.address} as {ident.hostname} "
+        f"(server_id {ident.server_id}, version {ident.version})",
+        flush=True,
+    )
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``wsh server``."""
+    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        asyncio.run(serve(settings))
+    except WshError as err:
+        print(f"wsh server: {err.reason}: {err.message}", file=sys.stderr)
+        return 1
+    return 0

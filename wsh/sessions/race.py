@@ -1,0 +1,102 @@
+"""Racing the sessions of this server for idleness.
+
+A ``LocalRace`` watches every session in scope, including ones created or
+retagged into scope while it runs, and reports each settle once per
+generation to a sink. Merging with other servers' races happens above this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from wsh.errors import WshError
+from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.sessions.session import Session
+
+Sink = Callable[[Session, int], None]
+
+
+class LocalRace:
+    """Watches sessions in scope and calls ``sink(session, generation)`` as each settles."""
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        sink: Sink,
+        *,
+        tags: Iterable[str] = (),
+        timeout_ms: int,
+        fresh: bool = False,
+        skip_name: str = "",
+        skip_generation: int | None = None,
+    ) -> None:
+        self._manager = manager
+        self._sink = sink
+        self._tags = frozenset(tags)
+        self._timeout_ms = timeout_ms
+        self._fresh = fresh
+        self._skip_name = skip_name
+        self._skip_generation = skip_generation
+        self._watchers: dict[Session, asyncio.Task[None]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _in_scope(self, session: Session) -> bool:
+        return not self._tags or bool(self._tags & session.tags)
+
+    def start(self) -> int:
+        """Begin watching; returns how many sessions were in scope at the start."""
+        # Oldest activity first, so that sessions already idle are reported in
+        # the order they settled.
+        sessions = sorted(
+            self._manager.matching(self._tags), key=lambda s: s.activity.last_activity
+        )
+        for session in sessions:
+            self._watch(session)
+        self._unsubscribe = self._manager.subscribe(self._on_event)
+        return len(sessions)
+
+    def _on_event(self, event: SessionEvent) -> None:
+        if event.info is None:
+            return  # removed: its watcher ends with SESSION_NOT_FOUND on its own
+        try:
+            session = self._manager.get(event.name)
+        except WshError:
+            return
+        watched = session in self._watchers
+        if self._in_scope(session) and not watched:
+            self._watch(session)
+        elif watched and not self._in_scope(session):
+            self._watchers.pop(session).cancel()
+
+    def _watch(self, session: Session) -> None:
+        last = self._skip_generation if session.name == self._skip_name else None
+        task = asyncio.get_running_loop().create_task(
+            self._run(session, last), name=f"race-watch-{session.name}"
+        )
+        self._watchers[session] = task
+
+    async def _run(self, session: Session, last: int | None) -> None:
+        fresh = self._fresh
+        try:
+            while True:
+                generation = await session.wait_idle(self._timeout_ms, last, fresh)
+                self._sink(session, generation)
+                # Once reported, a session must move on before it can be reported again.
+                last, fresh = generation, False
+        except WshError:
+            pass  # killed or expired: it leaves the race
+        finally:
+            if self._watchers.get(session) is asyncio.current_task():
+                del self._watchers[session]
+
+    async def close(self) -> None:
+        """Stop watching and wait for every watcher to end."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        tasks = list(self._watchers.values())
+        self._watchers.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

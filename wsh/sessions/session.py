@@ -1,0 +1,100 @@
+"""A session: a PTY process, its screen and activity, a name and tags."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from wsh.errors import Kind, WshError, session_not_found
+from wsh.sessions.activity import Activity
+from wsh.sessions.info import SessionInfo, SessionState
+from wsh.terminal.process import PtyProcess, SpawnSpec
+from wsh.terminal.screen import ScreenView, ScrollbackPage, TerminalScreen
+
+
+class Session:
+    """One terminal session. Owned and named by a ``SessionManager``."""
+
+    def __init__(
+        self,
+        name: str,
+        tags: frozenset[str],
+        command: str,
+        spec: SpawnSpec,
+        scrollback_limit: int,
+        on_exit: Callable[[Session], None],
+    ) -> None:
+        self.name = name
+        self.tags = tags
+        self.command = command
+        self.cwd = spec.cwd
+        self.rows = spec.rows
+        self.cols = spec.cols
+        self.created_at = time.time()
+        self.exited_at: float | None = None
+        self.activity = Activity()
+        self.screen = TerminalScreen(spec.rows, spec.cols, scrollback_limit)
+        self._on_exit = on_exit
+        self.process = PtyProcess(spec, self._output, self._exited)
+
+    def _output(self, data: bytes) -> None:
+        self.screen.feed(data)
+        self.activity.touch()
+
+    def _exited(self, code: int) -> None:
+        self.exited_at = time.time()
+        self._on_exit(self)
+
+    @property
+    def state(self) -> SessionState:
+        return SessionState.RUNNING if self.process.running else SessionState.EXITED
+
+    def info(self, server: str) -> SessionInfo:
+        return SessionInfo(
+            name=self.name,
+            server=server,
+            tags=tuple(sorted(self.tags)),
+            command=self.command,
+            pid=self.process.pid,
+            rows=self.rows,
+            cols=self.cols,
+            state=self.state,
+            exit_code=self.process.exit_code,
+            generation=self.activity.generation,
+            created_at=self.created_at,
+            last_activity_ms=self.activity.idle_ms(),
+            cwd=self.cwd,
+        )
+
+    def send(self, data: bytes) -> int:
+        """Queue input for the program; returns the generation it was counted at."""
+        if not self.process.running:
+            raise WshError(
+                Kind.FAILED_PRECONDITION,
+                "SESSION_EXITED",
+                f"Session {self.name!r} has exited (code {self.process.exit_code}); "
+                "it takes no more input.",
+                {"session": self.name},
+            )
+        self.process.write(data)
+        self.activity.touch()
+        return self.activity.generation
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.rows, self.cols = rows, cols
+        self.screen.resize(rows, cols)
+        self.process.resize(rows, cols)
+
+    def view(self, styled: bool) -> ScreenView:
+        return self.screen.view(styled)
+
+    def scrollback(self, offset: int, limit: int, styled: bool) -> ScrollbackPage:
+        return self.screen.scrollback(offset, limit, styled)
+
+    async def wait_idle(self, timeout_ms: int, last_generation: int | None, fresh: bool) -> int:
+        return await self.activity.wait_idle(timeout_ms, last_generation, fresh)
+
+    async def close(self) -> None:
+        """Fail waits on this session, end its process group and free the PTY."""
+        self.activity.close(session_not_found(self.name))
+        await self.process.terminate()
