@@ -64,11 +64,11 @@ def main() -> None:
 
         print("== registering backends")
         for name in ("build-1", "build-2"):
-            server = hub.add_server(f"http://{addrs[name]}", wait=True)
-            health = hub_pb2.ServerHealth.Name(server.health)
-            print(f"  {server.hostname:8} {server.address:28} {health}")
-        for server in hub.list_servers():
-            print(f"  cluster: {server.hostname or '?':8} {server.address}")
+            added = hub.add_server(f"http://{addrs[name]}", wait=True)
+            health = hub_pb2.ServerHealth.Name(added.health)
+            print(f"  {added.hostname:8} {added.address:28} {health}")
+        for entry in hub.list_servers():
+            print(f"  cluster: {entry.hostname:8} {entry.address}")
 
         print("== fan-out: three sessions tagged ci on three servers")
         work = {
