@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
@@ -18,7 +18,13 @@ from wsh.errors import Kind, WshError
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 MIN_TOKEN_LEN = 16
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+# The stubs make these generic; at run time they are plain classes.
+if TYPE_CHECKING:
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.aio.ServerInterceptor
 
 
 def check_token_strength(token: str) -> None:
@@ -62,7 +68,7 @@ def _refusal(handler: Handler, err: WshError) -> Handler:
     return grpc.stream_stream_rpc_method_handler(refuse_stream, **kwargs)
 
 
-class TokenAuth(grpc.aio.ServerInterceptor[Any, Any]):
+class TokenAuth(_Interceptor):
     """Requires ``authorization: Bearer <token>``, compared in constant time."""
 
     def __init__(self, token: str) -> None:
