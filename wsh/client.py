@@ -149,6 +149,8 @@ class _Endpoint:
 
 
 def _parse_addr(addr: str) -> _Endpoint:
+    if addr.startswith("unix:"):
+        return _Endpoint(addr, None, "")  # a local socket, passed to gRPC as is
     scheme, sep, rest = addr.partition("://")
     if not sep:
         scheme, rest = "", addr

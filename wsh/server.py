@@ -78,6 +78,9 @@ def default_config_path() -> Path:
 
 
 def is_loopback_listen(listen: str) -> bool:
+    """Loopback addresses and Unix sockets are reachable from this machine only."""
+    if listen.startswith("unix:"):
+        return True
     host = listen.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
         return True
@@ -196,6 +199,8 @@ class WshServer:
 
     @property
     def address(self) -> str:
+        if self.settings.listen.startswith("unix:"):
+            return self.settings.listen
         host = self.settings.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
@@ -215,7 +220,8 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     parser.add_argument(
         "--listen",
         default=os.environ.get("WSH_LISTEN", defaults.DEFAULT_ADDR),
-        help="HOST:PORT to serve on (default %(default)s; port 0 picks a free one)",
+        help="HOST:PORT (port 0 picks a free one) or unix:PATH to serve on "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--hostname",
