@@ -29,6 +29,7 @@ from wsh.federation.config import Config, load_config
 from wsh.federation.manager import Federation
 from wsh.identity import ServerIdentity, resolve_hostname
 from wsh.sessions.manager import SessionManager
+from wsh.stats import StreamCounts
 from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2, hub_pb2_grpc
 
 log = logging.getLogger("wsh.server")
@@ -166,11 +167,12 @@ class WshServer:
             options=GRPC_SERVER_OPTIONS,
             interceptors=[TokenAuth(token)] if token else None,
         )
+        streams = StreamCounts()
         hub_pb2_grpc.add_HubServiceServicer_to_server(
-            HubServicer(self.identity, self.sessions, self.federation), self._server
+            HubServicer(self.identity, self.sessions, self.federation, streams), self._server
         )
         backend_pb2_grpc.add_BackendServiceServicer_to_server(
-            BackendServicer(self.identity, self.sessions), self._server
+            BackendServicer(self.identity, self.sessions, streams), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -220,8 +222,7 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     parser.add_argument(
         "--listen",
         default=os.environ.get("WSH_LISTEN", defaults.DEFAULT_ADDR),
-        help="HOST:PORT (port 0 picks a free one) or unix:PATH to serve on "
-        "(default %(default)s)",
+        help="HOST:PORT (port 0 picks a free one) or unix:PATH to serve on (default %(default)s)",
     )
     parser.add_argument(
         "--hostname",

@@ -15,6 +15,7 @@ from wsh.api.status import streaming
 from wsh.errors import Kind, WshError
 from wsh.identity import ServerIdentity
 from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.stats import StreamCounts
 from wsh.v1 import backend_pb2, backend_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,12 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
     """Sends identity, inventory, heartbeat acks and inventory changes to a hub."""
 
-    def __init__(self, identity: ServerIdentity, sessions: SessionManager) -> None:
+    def __init__(
+        self, identity: ServerIdentity, sessions: SessionManager, streams: StreamCounts
+    ) -> None:
         self._identity = identity
         self._sessions = sessions
+        self._streams = streams
 
     @streaming
     async def Link(
@@ -84,6 +88,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
             ]
         )
         unsubscribe = self._sessions.subscribe(on_event)
+        self._streams.links += 1
         reader = asyncio.get_running_loop().create_task(
             self._answer_heartbeats(requests, queue), name="link-heartbeat-reader"
         )
@@ -109,6 +114,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                     return  # the hub closed its side
                 yield msg
         finally:
+            self._streams.links -= 1
             unsubscribe()
             for task in (reader, overflow_wait):
                 task.cancel()

@@ -21,6 +21,7 @@ from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.session import Session
+from wsh.stats import StreamCounts, process_stats, task_count
 from wsh.terminal.screen import ScreenView
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
@@ -91,9 +92,14 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     """The HubService of one server: local sessions, or forwarded to a backend."""
 
     def __init__(
-        self, identity: ServerIdentity, sessions: SessionManager, federation: Federation
+        self,
+        identity: ServerIdentity,
+        sessions: SessionManager,
+        federation: Federation,
+        streams: StreamCounts,
     ) -> None:
         self._identity = identity
+        self._streams = streams
         self._sessions = sessions
         self._federation = federation
         self._registry = federation.registry
@@ -317,6 +323,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             # Empty server: the whole cluster; this server's name: only here.
             backends=[backend] if backend is not None else (None if not request.server else []),
         )
+        self._streams.races += 1
         try:
             if race.start() == 0:
                 raise WshError(
@@ -330,6 +337,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             async for idle in race.stream(max_wait_s, timeout):
                 yield hub_pb2.RaceIdleResponse(idle=idle)
         finally:
+            self._streams.races -= 1
             await race.close()
 
     # -- servers --------------------------------------------------------------
@@ -416,4 +424,16 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             started_at=convert.timestamp(self._identity.started_at),
         )
         response.uptime.FromNanoseconds(int((time.time() - self._identity.started_at) * 1e9))
+        proc = await asyncio.to_thread(process_stats)
+        response.stats.CopyFrom(
+            hub_pb2.ServerStats(
+                sessions=len(self._sessions),
+                open_fds=proc.open_fds,
+                child_processes=proc.child_processes,
+                tasks=task_count(),
+                rss_bytes=proc.rss_bytes,
+                links=self._streams.links,
+                races=self._streams.races,
+            )
+        )
         return response

@@ -951,6 +951,7 @@ class GetServerInfoResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     UPTIME_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
     server_id: _builtins.str
     """New on every start."""
@@ -959,6 +960,8 @@ class GetServerInfoResponse(_message.Message):
     def uptime(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stats(self) -> Global___ServerStats: ...
     def __init__(
         self,
         *,
@@ -967,11 +970,56 @@ class GetServerInfoResponse(_message.Message):
         version: _builtins.str = ...,
         uptime: _duration_pb2.Duration | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        stats: Global___ServerStats | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at", "uptime", b"uptime"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at", "stats", b"stats", "uptime", b"uptime"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hostname", b"hostname", "server_id", b"server_id", "started_at", b"started_at", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hostname", b"hostname", "server_id", b"server_id", "started_at", b"started_at", "stats", b"stats", "uptime", b"uptime", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerInfoResponse: _TypeAlias = GetServerInfoResponse  # noqa: Y015
+
+@_typing.final
+class ServerStats(_message.Message):
+    """Resource use of a server, for operators and leak checks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    OPEN_FDS_FIELD_NUMBER: _builtins.int
+    CHILD_PROCESSES_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    RSS_BYTES_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    RACES_FIELD_NUMBER: _builtins.int
+    sessions: _builtins.int
+    open_fds: _builtins.int
+    """Open file descriptors of the server process."""
+    child_processes: _builtins.int
+    """Live child processes (session leaders not yet reaped count too)."""
+    tasks: _builtins.int
+    """asyncio tasks alive in the server's event loop."""
+    rss_bytes: _builtins.int
+    """Resident memory of the server process."""
+    links: _builtins.int
+    """Open Link streams from hubs, and RaceIdle streams being served."""
+    races: _builtins.int
+    def __init__(
+        self,
+        *,
+        sessions: _builtins.int = ...,
+        open_fds: _builtins.int = ...,
+        child_processes: _builtins.int = ...,
+        tasks: _builtins.int = ...,
+        rss_bytes: _builtins.int = ...,
+        links: _builtins.int = ...,
+        races: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerStats: _TypeAlias = ServerStats  # noqa: Y015
