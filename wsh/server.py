@@ -24,12 +24,12 @@ from wsh import defaults
 from wsh.api.auth import TokenAuth, check_token_strength
 from wsh.api.backend import BackendServicer
 from wsh.api.hub import HubServicer
+from wsh.api.limits import StreamLimits
 from wsh.errors import Kind, WshError
 from wsh.federation.config import Config, load_config
 from wsh.federation.manager import Federation
 from wsh.identity import ServerIdentity, resolve_hostname
 from wsh.sessions.manager import SessionManager
-from wsh.stats import StreamCounts
 from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2, hub_pb2_grpc
 
 log = logging.getLogger("wsh.server")
@@ -167,12 +167,12 @@ class WshServer:
             options=GRPC_SERVER_OPTIONS,
             interceptors=[TokenAuth(token)] if token else None,
         )
-        streams = StreamCounts()
+        limits = StreamLimits()
         hub_pb2_grpc.add_HubServiceServicer_to_server(
-            HubServicer(self.identity, self.sessions, self.federation, streams), self._server
+            HubServicer(self.identity, self.sessions, self.federation, limits), self._server
         )
         backend_pb2_grpc.add_BackendServiceServicer_to_server(
-            BackendServicer(self.identity, self.sessions, streams), self._server
+            BackendServicer(self.identity, self.sessions, limits), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

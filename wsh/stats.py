@@ -7,14 +7,6 @@ import os
 from dataclasses import dataclass
 
 
-@dataclass(slots=True)
-class StreamCounts:
-    """Long-lived streams being served, counted by the servicers."""
-
-    links: int = 0
-    races: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class ProcessStats:
     open_fds: int

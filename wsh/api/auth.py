@@ -7,15 +7,17 @@ token. Reflection obeys the same rule as the API: it describes it.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
+from wsh.api.limits import AuthFailures
 from wsh.api.status import grpc_code, status_metadata
 from wsh.errors import Kind, WshError
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+Ctx = grpc.aio.ServicerContext[Any, Any]
 MIN_TOKEN_LEN = 16
 
 # The stubs make these generic; at run time they are plain classes.
@@ -45,34 +47,78 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-def _refusal(handler: Handler, err: WshError) -> Handler:
-    """A handler of the same shape as ``handler`` that fails with ``err``."""
+def _guarded(handler: Handler, admit: Callable[[Ctx, Any], WshError | None]) -> Handler:
+    """``handler`` with ``admit(context, metadata)`` run first; an error it returns ends the call.
 
-    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc_code(err.kind), err.message, status_metadata(err))
-
-    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc_code(err.kind), err.message, status_metadata(err))
-        yield  # pragma: no cover - makes this an async generator
-
+    The check runs inside the call rather than in the interceptor because
+    only the call's context knows the peer, which failure throttling needs.
+    """
     kwargs = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
+
+    async def refuse_if_needed(context: Ctx) -> None:
+        err = admit(context, context.invocation_metadata())
+        if err is not None:
+            await context.abort(grpc_code(err.kind), err.message, status_metadata(err))
+
+    # The stubs type handler behaviours as synchronous; under grpc.aio they are
+    # coroutine and async-generator functions.
+    def unary(inner: Any) -> Callable[[Any, Ctx], Awaitable[Any]]:
+        async def call(request: Any, context: Ctx) -> Any:
+            await refuse_if_needed(context)
+            return await inner(request, context)
+
+        return call
+
+    def streaming(inner: Any) -> Callable[[Any, Ctx], AsyncIterator[Any]]:
+        async def call(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            await refuse_if_needed(context)
+            async for item in inner(request, context):
+                yield item
+
+        return call
+
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(refuse_stream, **kwargs)
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kwargs)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(refuse, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(refuse_stream, **kwargs)
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kwargs)
 
 
 class TokenAuth(_Interceptor):
-    """Requires ``authorization: Bearer <token>``, compared in constant time."""
+    """Requires ``authorization: Bearer <token>``, compared in constant time.
+
+    A peer that keeps failing is refused for a while (RESOURCE_EXHAUSTED),
+    which slows token guessing without affecting anyone else.
+    """
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
+        self._failures = AuthFailures()
+
+    def _admit(self, context: Ctx, metadata: Any) -> WshError | None:
+        peer = context.peer()
+        try:
+            self._failures.check(peer)
+        except WshError as err:
+            return err
+        presented = _bearer(metadata)
+        if presented is None:
+            self._failures.failed(peer)
+            return WshError(
+                Kind.UNAUTHENTICATED,
+                "UNAUTHENTICATED",
+                "This server requires a token: send 'authorization: Bearer <token>' "
+                "(wsh --token or WSH_TOKEN).",
+            )
+        if not hmac.compare_digest(presented.encode(), self._token):
+            self._failures.failed(peer)
+            return WshError(Kind.PERMISSION_DENIED, "PERMISSION_DENIED", "The token is not valid.")
+        return None
 
     async def intercept_service(
         self,
@@ -82,20 +128,4 @@ class TokenAuth(_Interceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
-        presented = _bearer(details.invocation_metadata)
-        if presented is None:
-            return _refusal(
-                handler,
-                WshError(
-                    Kind.UNAUTHENTICATED,
-                    "UNAUTHENTICATED",
-                    "This server requires a token: send 'authorization: Bearer <token>' "
-                    "(wsh --token or WSH_TOKEN).",
-                ),
-            )
-        if not hmac.compare_digest(presented.encode(), self._token):
-            return _refusal(
-                handler,
-                WshError(Kind.PERMISSION_DENIED, "PERMISSION_DENIED", "The token is not valid."),
-            )
-        return handler
+        return _guarded(handler, self._admit)

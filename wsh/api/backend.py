@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
 from wsh.api import convert
+from wsh.api.limits import StreamLimits
 from wsh.api.status import streaming
 from wsh.errors import Kind, WshError
 from wsh.identity import ServerIdentity
 from wsh.sessions.manager import SessionEvent, SessionManager
-from wsh.stats import StreamCounts
 from wsh.v1 import backend_pb2, backend_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,22 @@ MAX_BACKLOG = 4096
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
+class _Overflow:
+    """Queued once when the backlog is full: the Link ends there."""
+
+
+_OVERFLOW = _Overflow()
+
+
 class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
     """Sends identity, inventory, heartbeat acks and inventory changes to a hub."""
 
     def __init__(
-        self, identity: ServerIdentity, sessions: SessionManager, streams: StreamCounts
+        self, identity: ServerIdentity, sessions: SessionManager, limits: StreamLimits
     ) -> None:
         self._identity = identity
         self._sessions = sessions
-        self._streams = streams
+        self._limits = limits
 
     @streaming
     async def Link(
@@ -60,7 +67,20 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
             )
         log.info("hub %r linked (peer %s)", hello.identity.hostname[:253], context.peer())
 
-        queue: asyncio.Queue[backend_pb2.LinkResponse | None] = asyncio.Queue(MAX_BACKLOG)
+        with self._limits.hold(context.peer(), "Link"):
+            async for msg in self._serve(requests):
+                yield msg
+
+    async def _serve(
+        self, requests: AsyncIterator[backend_pb2.LinkRequest]
+    ) -> AsyncIterator[backend_pb2.LinkResponse]:
+        queue: asyncio.Queue[backend_pb2.LinkResponse | _Overflow | None] = asyncio.Queue()
+
+        def push(msg: backend_pb2.LinkResponse | None) -> None:
+            if queue.qsize() < MAX_BACKLOG:
+                queue.put_nowait(msg)
+            elif queue.qsize() == MAX_BACKLOG:
+                queue.put_nowait(_OVERFLOW)  # once; the stream ends when it is reached
 
         def on_event(event: SessionEvent) -> None:
             msg = backend_pb2.SessionEvent(previous_name=event.previous_name)
@@ -68,12 +88,8 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 msg.upsert.CopyFrom(convert.session_to_pb(event.info))
             else:
                 msg.removed = event.name
-            try:
-                queue.put_nowait(backend_pb2.LinkResponse(event=msg))
-            except asyncio.QueueFull:
-                overflowed.set()
+            push(backend_pb2.LinkResponse(event=msg))
 
-        overflowed = asyncio.Event()
         ident = self._identity
         yield backend_pb2.LinkResponse(
             identity=backend_pb2.Identity(
@@ -88,50 +104,37 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
             ]
         )
         unsubscribe = self._sessions.subscribe(on_event)
-        self._streams.links += 1
         reader = asyncio.get_running_loop().create_task(
-            self._answer_heartbeats(requests, queue), name="link-heartbeat-reader"
-        )
-        overflow_wait = asyncio.get_running_loop().create_task(
-            overflowed.wait(), name="link-overflow-watch"
+            self._answer_heartbeats(requests, push), name="link-heartbeat-reader"
         )
         try:
             yield backend_pb2.LinkResponse(inventory=inventory)
             while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, overflow_wait}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter not in done:
-                    getter.cancel()
+                msg = await queue.get()
+                if msg is None:
+                    return  # the hub closed its side
+                if isinstance(msg, _Overflow):
                     raise WshError(
                         Kind.RESOURCE_EXHAUSTED,
                         "LINK_BACKLOG",
                         "The hub fell too far behind on inventory changes; reconnect.",
                     )
-                msg = getter.result()
-                if msg is None:
-                    return  # the hub closed its side
                 yield msg
         finally:
-            self._streams.links -= 1
             unsubscribe()
-            for task in (reader, overflow_wait):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     @staticmethod
     async def _answer_heartbeats(
         requests: AsyncIterator[backend_pb2.LinkRequest],
-        queue: asyncio.Queue[backend_pb2.LinkResponse | None],
+        push: Callable[[backend_pb2.LinkResponse | None], None],
     ) -> None:
         seq = 0
         async for msg in requests:
             if msg.WhichOneof("message") == "heartbeat":
                 seq += 1
                 ack = backend_pb2.Heartbeat(seq=seq, ack_seq=msg.heartbeat.seq)
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(backend_pb2.LinkResponse(heartbeat=ack))
-        with contextlib.suppress(asyncio.QueueFull):
-            queue.put_nowait(None)
+                push(backend_pb2.LinkResponse(heartbeat=ack))
+        push(None)

@@ -13,6 +13,7 @@ import grpc
 
 from wsh import defaults
 from wsh.api import convert, remote
+from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace
 from wsh.api.status import RemoteStatus, streaming, unary
 from wsh.errors import Kind, WshError, invalid
@@ -21,7 +22,7 @@ from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.session import Session
-from wsh.stats import StreamCounts, process_stats, task_count
+from wsh.stats import process_stats, task_count
 from wsh.terminal.screen import ScreenView
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
@@ -96,10 +97,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         identity: ServerIdentity,
         sessions: SessionManager,
         federation: Federation,
-        streams: StreamCounts,
+        limits: StreamLimits,
     ) -> None:
         self._identity = identity
-        self._streams = streams
+        self._limits = limits
         self._sessions = sessions
         self._federation = federation
         self._registry = federation.registry
@@ -296,8 +297,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
         last = request.last_generation if request.HasField("last_generation") else None
         try:
-            async with asyncio.timeout(max_wait_s):
-                generation = await session.wait_idle(timeout_ms, last, request.fresh)
+            with self._limits.hold(context.peer(), "AwaitIdle"):
+                async with asyncio.timeout(max_wait_s):
+                    generation = await session.wait_idle(timeout_ms, last, request.fresh)
         except TimeoutError:
             raise idle_timeout_error(f"Session {session.name!r}", max_wait_s) from None
         idle = self._render.idle(
@@ -323,21 +325,20 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             # Empty server: the whole cluster; this server's name: only here.
             backends=[backend] if backend is not None else (None if not request.server else []),
         )
-        self._streams.races += 1
         try:
-            if race.start() == 0:
-                raise WshError(
-                    Kind.NOT_FOUND,
-                    "NO_SESSIONS",
-                    "No session in scope"
-                    + (f" with tags {sorted(request.tags)}" if request.tags else "")
-                    + "; create one first.",
-                )
-            timeout = idle_timeout_error("No session in scope", max_wait_s)
-            async for idle in race.stream(max_wait_s, timeout):
-                yield hub_pb2.RaceIdleResponse(idle=idle)
+            with self._limits.hold(context.peer(), "RaceIdle"):
+                if race.start() == 0:
+                    raise WshError(
+                        Kind.NOT_FOUND,
+                        "NO_SESSIONS",
+                        "No session in scope"
+                        + (f" with tags {sorted(request.tags)}" if request.tags else "")
+                        + "; create one first.",
+                    )
+                timeout = idle_timeout_error("No session in scope", max_wait_s)
+                async for idle in race.stream(max_wait_s, timeout):
+                    yield hub_pb2.RaceIdleResponse(idle=idle)
         finally:
-            self._streams.races -= 1
             await race.close()
 
     # -- servers --------------------------------------------------------------
@@ -432,8 +433,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 child_processes=proc.child_processes,
                 tasks=task_count(),
                 rss_bytes=proc.rss_bytes,
-                links=self._streams.links,
-                races=self._streams.races,
+                links=self._limits.total("Link"),
+                races=self._limits.total("RaceIdle"),
             )
         )
         return response

@@ -1,0 +1,105 @@
+"""Per-peer limits: concurrent long waits, and slowing down failed authentication.
+
+Everything here is keyed by the peer's IP and bounded in size, so no amount
+of outside traffic can make it grow without limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import ClassVar
+
+from wsh.errors import Kind, WshError
+
+# A hub forwards many clients' waits to a backend over one connection, so a
+# single peer may legitimately hold many; these caps stop runaway clients.
+MAX_RACES_PER_PEER = 256
+MAX_IDLE_WAITS_PER_PEER = 2048
+MAX_LINKS_PER_PEER = 16
+# Failed authentications a peer may make per window before it is refused.
+AUTH_FAILURES_ALLOWED = 10
+AUTH_WINDOW_S = 30.0
+# Peers remembered at most; the oldest are forgotten first.
+MAX_TRACKED_PEERS = 10_000
+
+
+def peer_key(peer: str) -> str:
+    """The client's address without its port: ``ipv4:1.2.3.4:5678`` -> ``ipv4:1.2.3.4``."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer.split(":", 1)[0] or "unknown"
+
+
+class StreamLimits:
+    """Counts long-lived calls per peer and kind, refusing past each kind's cap."""
+
+    CAPS: ClassVar[dict[str, int]] = {
+        "RaceIdle": MAX_RACES_PER_PEER,
+        "AwaitIdle": MAX_IDLE_WAITS_PER_PEER,
+        "Link": MAX_LINKS_PER_PEER,
+    }
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], int] = {}
+
+    def total(self, kind: str) -> int:
+        """Calls of ``kind`` open right now, all peers together."""
+        return sum(n for (_, k), n in self._open.items() if k == kind)
+
+    @contextlib.contextmanager
+    def hold(self, peer: str, kind: str) -> Iterator[None]:
+        key = (peer_key(peer), kind)
+        count = self._open.get(key, 0)
+        cap = self.CAPS[kind]
+        if count >= cap:
+            raise WshError(
+                Kind.RESOURCE_EXHAUSTED,
+                "TOO_MANY_STREAMS",
+                f"This client already has {count} {kind} calls open (the limit is {cap}); "
+                "close some first.",
+                {"kind": kind, "limit": str(cap)},
+            )
+        self._open[key] = count + 1
+        try:
+            yield
+        finally:
+            remaining = self._open[key] - 1
+            if remaining:
+                self._open[key] = remaining
+            else:
+                del self._open[key]  # nothing kept for peers with no open call
+
+
+class AuthFailures:
+    """Failed authentications per peer in a sliding window (approximated by decay)."""
+
+    def __init__(self) -> None:
+        self._peers: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def _level(self, key: str, now: float) -> float:
+        level, since = self._peers.get(key, (0.0, now))
+        # Leaks AUTH_FAILURES_ALLOWED per window: a peer that stops failing
+        # is forgiven within one window.
+        return max(0.0, level - (now - since) * AUTH_FAILURES_ALLOWED / AUTH_WINDOW_S)
+
+    def check(self, peer: str) -> None:
+        """Refuse a peer that failed too often lately, whatever token it sends now."""
+        key = peer_key(peer)
+        if key in self._peers and self._level(key, time.monotonic()) >= AUTH_FAILURES_ALLOWED:
+            raise WshError(
+                Kind.RESOURCE_EXHAUSTED,
+                "AUTH_RATE_LIMITED",
+                f"Too many failed authentications from this address; wait up to "
+                f"{AUTH_WINDOW_S:.0f}s and check the token.",
+            )
+
+    def failed(self, peer: str) -> None:
+        key = peer_key(peer)
+        now = time.monotonic()
+        self._peers[key] = (self._level(key, now) + 1.0, now)
+        self._peers.move_to_end(key)
+        while len(self._peers) > MAX_TRACKED_PEERS:
+            self._peers.popitem(last=False)
