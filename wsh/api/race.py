@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -28,6 +29,35 @@ from wsh.v1 import hub_pb2, types_pb2
 log = logging.getLogger(__name__)
 
 RenderIdle = Callable[[Session, int], types_pb2.Idle]
+
+
+class SettleQueue:
+    """Settled sessions waiting to be sent, first settled first, one entry per session.
+
+    A client that reads slowly must not make this grow: a newer settle of a
+    session still waiting replaces the older one (and goes to the back, as it
+    settled later), so the queue never holds more entries than sessions.
+    """
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, str], types_pb2.Idle] = OrderedDict()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, idle: types_pb2.Idle) -> None:
+        key = (idle.server, idle.session)
+        self._items.pop(key, None)
+        self._items[key] = idle
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> types_pb2.Idle:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popitem(last=False)[1]
 
 
 class ClusterRace:
@@ -50,7 +80,7 @@ class ClusterRace:
         self._federation = federation
         self._fixed_backends = backends
         self._tags = frozenset(request.tags)
-        self._queue: asyncio.Queue[types_pb2.Idle] = asyncio.Queue()
+        self._queue = SettleQueue()
         self._last_sent: dict[tuple[str, str], int] = {}
         self._pumps: dict[Backend, asyncio.Task[None]] = {}
         self._failed: set[Backend] = set()
@@ -61,7 +91,7 @@ class ClusterRace:
             skip_here = request.last_server in ("", own)
             self._local = LocalRace(
                 sessions,
-                lambda session, generation: self._queue.put_nowait(render(session, generation)),
+                lambda session, generation: self._queue.put(render(session, generation)),
                 tags=self._tags,
                 timeout_ms=timeout_ms,
                 fresh=request.fresh,
@@ -171,7 +201,7 @@ class ClusterRace:
         if self._last_sent.get(key, -1) >= idle.generation:
             return
         self._last_sent[key] = idle.generation
-        self._queue.put_nowait(idle)
+        self._queue.put(idle)
 
     async def close(self) -> None:
         tasks = list(self._pumps.values())
