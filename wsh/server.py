@@ -48,6 +48,8 @@ SERVICE_NAMES = (
 GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Per connection; a hub multiplexes all the calls it forwards on one.
+    ("grpc.max_concurrent_streams", 4096),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
