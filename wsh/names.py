@@ -7,6 +7,9 @@ import re
 from wsh.errors import invalid, shorten
 
 MAX_NAME_BYTES = 64
+# Per session. Hubs refuse a backend's inventory holding a session with more,
+# so a server must never accept more from its own clients.
+MAX_TAGS = 64
 MAX_HOSTNAME_LEN = 253
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
@@ -56,6 +59,17 @@ def check_tags(tags: list[str] | tuple[str, ...]) -> list[str]:
                 tag=shorten(tag),
             )
     return sorted(set(tags))
+
+
+def check_tag_count(tags: frozenset[str]) -> frozenset[str]:
+    """A session's whole tag set: at most ``MAX_TAGS`` tags."""
+    if len(tags) > MAX_TAGS:
+        raise invalid(
+            "TOO_MANY_TAGS",
+            f"A session can have at most {MAX_TAGS} tags; this would give it {len(tags)}.",
+            limit=str(MAX_TAGS),
+        )
+    return tags
 
 
 def check_hostname(hostname: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, cast
 import grpc
 
 from wsh.api import convert
-from wsh.errors import WshError
+from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
 from wsh.federation.auth import bearer_metadata, redact
 from wsh.federation.ip_access import IpAccess
@@ -65,13 +65,27 @@ class TlsFiles:
     client_key: Path | None = None
 
     def credentials(self) -> grpc.ChannelCredentials:
-        def read(path: Path | None) -> bytes | None:
-            return path.read_bytes() if path else None
+        """Raises ``WshError(FAILED_PRECONDITION, "TLS_INVALID")`` naming a file
+        that cannot be read."""
+
+        def read(path: Path | None, setting: str) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return path.read_bytes()
+            except OSError as exc:
+                raise WshError(
+                    Kind.FAILED_PRECONDITION,
+                    "TLS_INVALID",
+                    f"Cannot read the config's [tls] {setting} {path}: "
+                    f"{exc.strerror or exc}; fix it, then reload the config.",
+                    {"path": str(path)},
+                ) from None
 
         return grpc.ssl_channel_credentials(
-            root_certificates=read(self.ca_file),
-            private_key=read(self.client_key),
-            certificate_chain=read(self.client_cert),
+            root_certificates=read(self.ca_file, "ca_file"),
+            private_key=read(self.client_key, "client_key"),
+            certificate_chain=read(self.client_cert, "client_cert"),
         )
 
 
@@ -238,8 +252,17 @@ class BackendLink:
             second = await self._read(call, HANDSHAKE_TIMEOUT_S)
             if second.WhichOneof("message") != "inventory":
                 raise sanitize.BackendGarbage("the backend did not send its inventory")
+            listed = second.inventory.sessions
+            # Counted before anything is converted: an inventory of millions
+            # must not hold up the event loop just to be refused.
+            sanitize.check_count(
+                len(listed),
+                sanitize.MAX_REMOTE_SESSIONS,
+                what="sessions in its inventory",
+                backend=backend.hostname,
+            )
             sessions = sanitize.check_inventory(
-                [convert.session_from_pb(s) for s in second.inventory.sessions], backend.hostname
+                [convert.session_from_pb(s) for s in listed], backend.hostname
             )
             backend.sessions = {s.name: s for s in sessions}
             self._sent_at.clear()
@@ -304,7 +327,12 @@ class BackendLink:
                     convert.session_from_pb(event.upsert), backend.hostname
                 )
                 if info.name not in backend.sessions:
-                    sanitize.check_count(len(backend.sessions) + 1, sanitize.MAX_REMOTE_SESSIONS)
+                    sanitize.check_count(
+                        len(backend.sessions) + 1,
+                        sanitize.MAX_REMOTE_SESSIONS,
+                        what="sessions",
+                        backend=backend.hostname,
+                    )
                 backend.sessions[info.name] = info
             elif event.removed:
                 backend.sessions.pop(event.removed, None)

@@ -79,8 +79,9 @@ class Federation:
             )
         await self._ip_access().check_address(parsed)
         backend = Backend(address=parsed, token=self._resolve(token), own_token=bool(token))
-        self.registry.add(backend)
+        # Made first: unreadable TLS files must not leave a backend without a link.
         link = BackendLink(backend, self.registry, self.identity, self._ip_access, self._tls())
+        self.registry.add(backend)
         self._links[backend] = link
         link.start()
         return backend
@@ -139,8 +140,10 @@ class Federation:
             await link.close()
 
     async def reload(self) -> ReloadResult:
-        """Make the registry match the config file: add, remove, update tokens."""
+        """Make the registry match the config file: add, remove, update tokens
+        (and the TLS settings of https backends)."""
         fresh = await asyncio.to_thread(config_file.load_config, self.config_path)
+        tls_changed = fresh.tls != self._config.tls
         self._config = fresh
         result = ReloadResult(warnings=list(fresh.warnings))
         running = {b.address.url: b.token for b in self.registry}
@@ -153,13 +156,26 @@ class Federation:
             if _valid(entry.address):
                 own_tokens.setdefault(parse_backend_address(entry.address).url, entry.token)
         diff = config_file.diff_servers(running, wanted)
+        if tls_changed:
+            # New trust roots or client certificate: https backends link afresh.
+            pending = {e.address for e in diff.updated} | set(diff.removed)
+            diff.updated.extend(
+                ServerEntry(address=b.address.url)
+                for b in self.registry
+                if b.address.tls and b.address.url not in pending
+            )
         result.warnings += [message for _address, message in diff.invalid]
         for url in diff.removed:
             await self._drop(self.registry.find(address=url))
             result.removed.append(url)
+        await self._recheck_ip_access({e.address for e in diff.updated}, result)
         for entry in diff.updated:
             await self._drop(self.registry.find(address=entry.address))
-            await self._admit(entry.address, own_tokens.get(entry.address))
+            try:
+                await self._admit(entry.address, own_tokens.get(entry.address))
+            except WshError as err:
+                result.warnings.append(f"{entry.address}: {err.message}")
+                continue
             result.updated.append(entry.address)
         for entry in diff.added:
             try:
@@ -169,6 +185,26 @@ class Federation:
                 continue
             result.added.append(entry.address)
         return result
+
+    async def _recheck_ip_access(self, skip: set[str], result: ReloadResult) -> None:
+        """Apply a changed ``[ip_access]`` to the backends kept by a reload.
+
+        A backend the rules now refuse is dropped, as it would have been
+        skipped at start (its sessions live on there); the reload that allows
+        it again adds it back. A name that does not resolve right now is left
+        to its link, which retries.
+        """
+        for backend in self.registry:
+            if backend.address.url in skip:
+                continue
+            try:
+                await self._ip_access().check_address(backend.address)
+            except WshError as err:
+                if err.reason != "IP_NOT_ALLOWED":
+                    continue
+                await self._drop(backend)
+                log.warning("backend %s dropped: %s", backend.address.url, err.message)
+                result.warnings.append(f"{backend.address.url}: {err.message}")
 
     async def close(self) -> None:
         links = list(self._links.values())

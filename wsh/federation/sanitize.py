@@ -17,11 +17,10 @@ import re
 from wsh.defaults import MAX_DIMENSION
 from wsh.errors import Kind, WshError
 from wsh.federation._text import printable, quote
-from wsh.names import is_valid_hostname, is_valid_session_name, is_valid_tag
+from wsh.names import MAX_TAGS, is_valid_hostname, is_valid_session_name, is_valid_tag
 from wsh.sessions.info import SessionInfo, SessionState
 
 MAX_REMOTE_SESSIONS = 10_000
-MAX_TAGS = 64
 MAX_TEXT_LEN = 4096
 MAX_VERSION_LEN = 64
 _SERVER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from wsh import defaults
 from wsh.errors import Kind, WshError, invalid, session_not_found, shorten
-from wsh.names import check_session_name, check_tags
+from wsh.names import check_session_name, check_tag_count, check_tags
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
 from wsh.terminal.process import SpawnSpec
@@ -147,7 +147,7 @@ class SessionManager:
                     f"A session named {name!r} already exists.",
                     {"session": name},
                 )
-        tag_set = frozenset(check_tags(list(tags)))
+        tag_set = check_tag_count(frozenset(check_tags(list(tags))))
         if len(self._sessions) >= self.max_sessions:
             raise WshError(
                 Kind.RESOURCE_EXHAUSTED,
@@ -206,6 +206,7 @@ class SessionManager:
         session = self.get(name)
         add = frozenset(check_tags(list(add_tags)))
         remove = frozenset(check_tags(list(remove_tags)))
+        tags = check_tag_count((session.tags | add) - remove)
         renaming = bool(new_name) and new_name != name
         if renaming:
             check_session_name(new_name)
@@ -220,7 +221,7 @@ class SessionManager:
             del self._sessions[name]
             session.name = new_name
             self._sessions[new_name] = session
-        session.tags = (session.tags | add) - remove
+        session.tags = tags
         self._upserted(session, previous_name=name if renaming else "")
         return session
 
