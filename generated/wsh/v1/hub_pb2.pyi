@@ -903,7 +903,9 @@ class ReloadConfigResponse(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Addresses of backends added, removed and whose token changed."""
+        """Addresses of backends added, removed, and re-linked because their token
+        or the TLS settings changed.
+        """
 
     @_builtins.property
     def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
