@@ -364,3 +364,35 @@ def test_backend_joining_during_race_is_raced(tmp_path: Path) -> None:
             first = next(stream).idle
             stream.cancel()
             assert (first.session, first.server) == ("j1", "joiner")
+
+
+def test_cluster_listing_tracks_remote_activity(hub: hub_pb2_grpc.HubServiceStub) -> None:
+    """ListSessions answers from the Link inventory; heartbeats keep activity current."""
+    create(hub, "ticker", "build-1", tags=["act"])
+    await_idle(hub, "ticker", "build-1")
+    generation = send(hub, "ticker", "build-1", "echo tick\n")
+    fresh = await_idle(hub, "ticker", "build-1", last=generation).generation
+
+    def listed() -> types_pb2.Session:
+        resp = hub.ListSessions(hub_pb2.ListSessionsRequest(tags=["act"]), timeout=RPC_TIMEOUT)
+        (session,) = resp.sessions
+        return session
+
+    wait_until(lambda: listed().generation == fresh, timeout=5, what="the new generation")
+    first = listed().last_activity_ms
+    time.sleep(0.3)
+    assert listed().last_activity_ms >= first + 250
+    direct = hub.GetSession(
+        hub_pb2.GetSessionRequest(name="ticker", server="build-1"), timeout=RPC_TIMEOUT
+    ).session
+    assert abs(direct.last_activity_ms - listed().last_activity_ms) < 1500
+    kill(hub, "ticker", "build-1")
+    wait_until(
+        lambda: (
+            not hub.ListSessions(
+                hub_pb2.ListSessionsRequest(tags=["act"]), timeout=RPC_TIMEOUT
+            ).sessions
+        ),
+        timeout=5,
+        what="the killed session to leave the listing",
+    )

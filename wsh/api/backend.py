@@ -126,15 +126,39 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 
-    @staticmethod
     async def _answer_heartbeats(
+        self,
         requests: AsyncIterator[backend_pb2.LinkRequest],
         push: Callable[[backend_pb2.LinkResponse | None], None],
     ) -> None:
         seq = 0
+        reported: dict[str, int] = {}  # session name -> generation last reported
         async for msg in requests:
             if msg.WhichOneof("message") == "heartbeat":
                 seq += 1
-                ack = backend_pb2.Heartbeat(seq=seq, ack_seq=msg.heartbeat.seq)
+                ack = backend_pb2.Heartbeat(
+                    seq=seq,
+                    ack_seq=msg.heartbeat.seq,
+                    activity=self._activity_since(reported),
+                )
                 push(backend_pb2.LinkResponse(heartbeat=ack))
         push(None)
+
+    def _activity_since(self, reported: dict[str, int]) -> list[backend_pb2.SessionActivity]:
+        """Sessions whose generation moved since the last heartbeat; updates ``reported``."""
+        changed = []
+        current: dict[str, int] = {}
+        for session in self._sessions.matching():
+            generation = session.activity.generation
+            current[session.name] = generation
+            if reported.get(session.name) != generation:
+                changed.append(
+                    backend_pb2.SessionActivity(
+                        name=session.name,
+                        generation=generation,
+                        last_activity_ms=session.activity.idle_ms(),
+                    )
+                )
+        reported.clear()
+        reported.update(current)
+        return changed

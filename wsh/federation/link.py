@@ -182,7 +182,7 @@ class BackendLink:
     def _set(self, health: Health, error: str = "") -> None:
         backend = self.backend
         if health is not Health.HEALTHY:
-            backend.sessions.clear()
+            backend.clear_sessions()
         error = redact(error, [backend.token])
         if backend.health is health and backend.last_error == error:
             return
@@ -264,7 +264,9 @@ class BackendLink:
             sessions = sanitize.check_inventory(
                 [convert.session_from_pb(s) for s in listed], backend.hostname
             )
-            backend.sessions = {s.name: s for s in sessions}
+            backend.clear_sessions()
+            for info in sessions:
+                backend.upsert(info)
             self._sent_at.clear()
             self._set(Health.HEALTHY)
             beats = asyncio.get_running_loop().create_task(
@@ -315,13 +317,21 @@ class BackendLink:
         backend = self.backend
         kind = msg.WhichOneof("message")
         if kind == "heartbeat":
-            sent = self._sent_at.pop(msg.heartbeat.ack_seq, None)
+            beat = msg.heartbeat
+            sent = self._sent_at.pop(beat.ack_seq, None)
             if sent is not None:
                 backend.latency_ms = (time.monotonic() - sent) * 1000
+            sanitize.check_count(
+                len(beat.activity),
+                sanitize.MAX_REMOTE_SESSIONS,
+                what="activity entries",
+                backend=backend.hostname,
+            )
+            # Names it never announced are ignored, not trusted.
+            for entry in beat.activity:
+                backend.record_activity(entry.name, entry.generation, entry.last_activity_ms)
         elif kind == "event":
             event = msg.event
-            if event.previous_name:
-                backend.sessions.pop(event.previous_name, None)
             if event.HasField("upsert"):
                 info = sanitize.check_session(
                     convert.session_from_pb(event.upsert), backend.hostname
@@ -333,9 +343,9 @@ class BackendLink:
                         what="sessions",
                         backend=backend.hostname,
                     )
-                backend.sessions[info.name] = info
+                backend.upsert(info, event.previous_name)
             elif event.removed:
-                backend.sessions.pop(event.removed, None)
+                backend.remove(event.removed)
             self._registry.changed(backend)
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")

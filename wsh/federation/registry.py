@@ -7,7 +7,9 @@ The registry is plain state plus change notification. The Link connections
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -38,7 +40,10 @@ class Backend:
     health: Health = Health.CONNECTING
     last_error: str = ""
     latency_ms: float = 0.0
+    # The backend's sessions as its Link reported them, with the monotonic
+    # time of each one's last activity (heartbeats keep both fresh).
     sessions: dict[str, SessionInfo] = field(default_factory=dict)
+    active_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -46,6 +51,36 @@ class Backend:
 
     def sessions_matching(self, tags: frozenset[str]) -> Iterator[SessionInfo]:
         return (s for s in self.sessions.values() if not tags or tags & set(s.tags))
+
+    def upsert(self, info: SessionInfo, previous_name: str = "") -> None:
+        if previous_name:
+            self.remove(previous_name)
+        self.sessions[info.name] = info
+        self.active_at[info.name] = time.monotonic() - info.last_activity_ms / 1000
+
+    def remove(self, name: str) -> None:
+        self.sessions.pop(name, None)
+        self.active_at.pop(name, None)
+
+    def clear_sessions(self) -> None:
+        self.sessions.clear()
+        self.active_at.clear()
+
+    def record_activity(self, name: str, generation: int, idle_ms: int) -> None:
+        info = self.sessions.get(name)
+        if info is not None and generation >= info.generation:
+            self.sessions[name] = dataclasses.replace(info, generation=generation)
+            self.active_at[name] = time.monotonic() - idle_ms / 1000
+
+    def listing(self, tags: frozenset[str]) -> list[SessionInfo]:
+        """Sessions having any of ``tags`` (all when empty), idle times as of now."""
+        now = time.monotonic()
+        return [
+            dataclasses.replace(
+                info, last_activity_ms=max(0, int((now - self.active_at[info.name]) * 1000))
+            )
+            for info in self.sessions_matching(tags)
+        ]
 
 
 class Changes:
@@ -124,7 +159,7 @@ class Registry:
     def remove(self, backend: Backend) -> None:
         if self._backends.get(backend.address.url) is backend:
             del self._backends[backend.address.url]
-            backend.sessions.clear()
+            backend.clear_sessions()
             self.changed(backend)
 
     def find(self, hostname: str = "", address: str = "") -> Backend:

@@ -54,22 +54,57 @@ class Heartbeat(_message.Message):
 
     SEQ_FIELD_NUMBER: _builtins.int
     ACK_SEQ_FIELD_NUMBER: _builtins.int
+    ACTIVITY_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     ack_seq: _builtins.int
     """seq of the last heartbeat received from the peer, 0 if none."""
+    @_builtins.property
+    def activity(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionActivity]:
+        """From a backend: the sessions whose generation changed since its last
+        heartbeat, so that the hub can list them without asking.
+        """
+
     def __init__(
         self,
         *,
         seq: _builtins.int = ...,
         ack_seq: _builtins.int = ...,
+        activity: _abc.Iterable[Global___SessionActivity] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_seq", b"ack_seq", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_seq", b"ack_seq", "activity", b"activity", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class SessionActivity(_message.Message):
+    """Recent activity of one session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVITY_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    generation: _builtins.int
+    last_activity_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        generation: _builtins.int = ...,
+        last_activity_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "last_activity_ms", b"last_activity_ms", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionActivity: _TypeAlias = SessionActivity  # noqa: Y015
 
 @_typing.final
 class Inventory(_message.Message):
