@@ -133,3 +133,16 @@ def error_reason(err: grpc.RpcError) -> str:
                 if detail.Unpack(info):
                     return info.reason
     return ""
+
+
+# grpc logs this, with a traceback, when a client cancels a stream while the
+# server is writing to it: expected, not a failure of the server.
+_BENIGN_TRACEBACK = "ExecuteBatchError raised in core by servicer method"
+
+
+def assert_no_traceback(log: str) -> None:
+    """A server log shows no exception other than grpc's benign one."""
+    unexpected = log.count("Traceback") - log.count(_BENIGN_TRACEBACK)
+    if unexpected > 0:
+        at = log.index("Traceback")
+        raise AssertionError(f"{unexpected} traceback(s) in the server log:\n{log[at:][:6000]}")

@@ -15,8 +15,8 @@ from wsh import defaults
 from wsh.api import convert, remote
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace
-from wsh.api.status import RemoteStatus, streaming, unary
-from wsh.errors import Kind, WshError, invalid
+from wsh.api.status import streaming, unary
+from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
@@ -130,7 +130,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         if backend is not None:
             resp = await self._forward(backend, "CreateSession", request, context)
             return hub_pb2.CreateSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname)
+                session=remote.clean_session(resp.session, backend.hostname, request.name)
             )
         session = self._sessions.create(
             name=request.name,
@@ -143,37 +143,23 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         )
         return hub_pb2.CreateSessionResponse(session=self._session_pb(session))
 
-    async def _list_backend(
-        self, backend: Backend, request: hub_pb2.ListSessionsRequest, context: Ctx
-    ) -> list[types_pb2.Session]:
-        try:
-            resp = await self._forward(
-                backend, "ListSessions", hub_pb2.ListSessionsRequest(tags=request.tags), context
-            )
-            return [remote.clean_session(s, backend.hostname) for s in resp.sessions]
-        except (WshError, RemoteStatus) as err:
-            log.info("list: backend %s skipped: %s", backend.hostname, err)
-            return []
-
     @unary
     async def ListSessions(
         self, request: hub_pb2.ListSessionsRequest, context: Ctx
     ) -> hub_pb2.ListSessionsResponse:
+        # Backends' sessions come from their Link inventories, which every
+        # change and every heartbeat keep current, so listing the cluster
+        # costs no call to any backend.
+        tags = frozenset(request.tags)
         backend = self._route(request.server)
         if backend is not None:
-            resp = await self._forward(backend, "ListSessions", request, context)
-            return hub_pb2.ListSessionsResponse(
-                sessions=[remote.clean_session(s, backend.hostname) for s in resp.sessions]
-            )
-        sessions = [self._session_pb(s) for s in self._sessions.matching(request.tags)]
-        if not request.server:
-            # The whole cluster: every healthy backend, concurrently; one
-            # that fails meanwhile is left out like an unavailable one.
-            remote_lists = await asyncio.gather(
-                *(self._list_backend(b, request, context) for b in self._registry.healthy())
-            )
-            for found in remote_lists:
-                sessions.extend(found)
+            backends = [backend]
+            sessions = []
+        else:
+            backends = [] if request.server else self._registry.healthy()
+            sessions = [self._session_pb(s) for s in self._sessions.matching(tags)]
+        for remote_backend in backends:
+            sessions.extend(convert.session_to_pb(s) for s in remote_backend.listing(tags))
         return hub_pb2.ListSessionsResponse(sessions=sessions)
 
     @unary
@@ -184,7 +170,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         if backend is not None:
             resp = await self._forward(backend, "GetSession", request, context)
             return hub_pb2.GetSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname)
+                session=remote.clean_session(resp.session, backend.hostname, request.name)
             )
         return hub_pb2.GetSessionResponse(
             session=self._session_pb(self._sessions.get(request.name))
@@ -198,7 +184,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         if backend is not None:
             resp = await self._forward(backend, "UpdateSession", request, context)
             return hub_pb2.UpdateSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname)
+                session=remote.clean_session(
+                    resp.session, backend.hostname, request.new_name or request.name
+                )
             )
         session = self._sessions.update(
             request.name,
@@ -279,7 +267,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         if backend is not None:
             resp = await self._forward(backend, "ResizeSession", request, context)
             return hub_pb2.ResizeSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname)
+                session=remote.clean_session(resp.session, backend.hostname, request.name)
             )
         session = self._sessions.resize(request.name, request.rows, request.cols)
         return hub_pb2.ResizeSessionResponse(session=self._session_pb(session))
@@ -291,7 +279,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         backend = self._route(request.server)
         if backend is not None:
             resp = await self._forward(backend, "AwaitIdle", request, context)
-            remote.clean_idle(resp.idle, backend.hostname)
+            remote.clean_idle(resp.idle, backend.hostname, request.name)
             return resp  # type: ignore[no-any-return]
         session = self._sessions.get(request.name)
         timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
@@ -332,7 +320,11 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         Kind.NOT_FOUND,
                         "NO_SESSIONS",
                         "No session in scope"
-                        + (f" with tags {sorted(request.tags)}" if request.tags else "")
+                        + (
+                            f" with tags {shorten(repr(sorted(request.tags)))}"
+                            if request.tags
+                            else ""
+                        )
                         + "; create one first.",
                     )
                 timeout = idle_timeout_error("No session in scope", max_wait_s)

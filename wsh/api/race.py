@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 RenderIdle = Callable[[Session, int], types_pb2.Idle]
 
+# Bytes of settles waiting for the client past which backends' streams are
+# not read further (HTTP/2 flow control then holds the backends back): a
+# backend that sends without end must not grow the hub, nor a client that
+# stops reading.
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+
 
 class SettleQueue:
     """Settled sessions waiting to be sent, first settled first, one entry per session.
@@ -42,11 +48,16 @@ class SettleQueue:
     def __init__(self) -> None:
         self._items: OrderedDict[tuple[str, str], types_pb2.Idle] = OrderedDict()
         self._waiter: asyncio.Future[None] | None = None
+        self.pending_bytes = 0
+        self._taken = asyncio.Event()
 
     def put(self, idle: types_pb2.Idle) -> None:
         key = (idle.server, idle.session)
-        self._items.pop(key, None)
+        replaced = self._items.pop(key, None)
+        if replaced is not None:
+            self.pending_bytes -= replaced.ByteSize()
         self._items[key] = idle
+        self.pending_bytes += idle.ByteSize()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -57,7 +68,16 @@ class SettleQueue:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popitem(last=False)[1]
+        idle = self._items.popitem(last=False)[1]
+        self.pending_bytes -= idle.ByteSize()
+        self._taken.set()
+        return idle
+
+    async def room(self, limit: int) -> None:
+        """Return once fewer than ``limit`` bytes of settles are waiting."""
+        while self.pending_bytes >= limit:
+            self._taken.clear()
+            await self._taken.wait()
 
 
 class ClusterRace:
@@ -183,6 +203,7 @@ class ClusterRace:
             try:
                 async for response in stream:
                     self._offer(remote.clean_idle(response.idle, backend.hostname))
+                    await self._queue.room(MAX_PENDING_BYTES)
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (
                     grpc.StatusCode.NOT_FOUND,

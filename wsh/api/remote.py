@@ -6,15 +6,19 @@ empty ``server``), so two servers registered with each other never loop.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from wsh.api import convert
 from wsh.api.status import DETAILS_KEY, RemoteStatus
 from wsh.defaults import MAX_DIMENSION, SCROLLBACK_PAGE_MAX
 from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
+from wsh.federation._text import printable, quote
 from wsh.federation.auth import redact
 from wsh.federation.link import BackendLink
 from wsh.v1 import hub_pb2, types_pb2
@@ -23,23 +27,76 @@ Resp = TypeVar("Resp")
 
 # Statuses that are the client's own doing (its deadline, its cancel): passed on.
 _CALLER_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+# A backend's verdict on the request itself (SESSION_NOT_FOUND, IDLE_TIMEOUT,
+# ...) is passed on with these codes only. Anything else, INTERNAL and
+# UNKNOWN included, is the backend failing: SERVER_UNAVAILABLE to the client.
+_VERDICT_KINDS = {
+    grpc.StatusCode[kind.value]: kind
+    for kind in (
+        Kind.INVALID_ARGUMENT,
+        Kind.NOT_FOUND,
+        Kind.ALREADY_EXISTS,
+        Kind.FAILED_PRECONDITION,
+        Kind.RESOURCE_EXHAUSTED,
+        Kind.DEADLINE_EXCEEDED,
+    )
+}
+_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+MAX_DETAILS_LEN = 1024
+_MAX_ERROR_METADATA = 16
+
+
+def _verdict(
+    code: grpc.StatusCode, details: str, trailing: Any, token: str | None
+) -> WshError | None:
+    """The backend's ErrorInfo verdict, rebuilt from checked parts; None if it
+    sent none, or one that is not a plausible wsh error."""
+    kind = _VERDICT_KINDS.get(code)
+    raw = [value for key, value in trailing if key == DETAILS_KEY and isinstance(value, bytes)]
+    if kind is None or len(raw) != 1:
+        return None
+    try:
+        status = status_pb2.Status.FromString(raw[0])
+    except DecodeError:
+        return None
+    if status.code != code.value[0]:
+        return None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if not detail.Unpack(info):
+            continue
+        reason = redact(info.reason, [token])
+        if not _REASON.fullmatch(reason) or len(info.metadata) > _MAX_ERROR_METADATA:
+            return None
+        metadata = {
+            printable(redact(key, [token]), 64): printable(redact(value, [token]))
+            for key, value in info.metadata.items()
+        }
+        return WshError(kind, reason, details, metadata)
+    return None
 
 
 def backend_error(link: BackendLink, err: grpc.aio.AioRpcError) -> Exception:
-    """The error to give the client for a failed call to a backend."""
-    details = redact(err.details() or "", [link.backend.token])
-    trailing: Any = err.trailing_metadata() or ()
-    rich = tuple(
-        (key, value) for key, value in trailing if key == DETAILS_KEY and isinstance(value, bytes)
-    )
-    if rich or err.code() in _CALLER_CODES:
-        # The backend's own verdict (SESSION_NOT_FOUND, IDLE_TIMEOUT, ...).
-        return RemoteStatus(err.code(), details, rich)
+    """The error to give the client for a failed call to a backend.
+
+    Nothing of the backend's reaches the client unchecked: its message is
+    escaped and capped, its ErrorInfo rebuilt from a checked reason and
+    metadata, and a status no client's request could cause becomes
+    SERVER_UNAVAILABLE.
+    """
+    token = link.backend.token
+    code = err.code()
+    details = printable(redact(err.details() or "", [token]), MAX_DETAILS_LEN)
+    verdict = _verdict(code, details, err.trailing_metadata() or (), token)
+    if verdict is not None:
+        return verdict
+    if code in _CALLER_CODES:
+        return RemoteStatus(code, details, ())
     hostname = link.backend.hostname
     return WshError(
         Kind.UNAVAILABLE,
         "SERVER_UNAVAILABLE",
-        f"Server {hostname!r} failed the call: {err.code().name}: {details}",
+        f"Server {hostname!r} failed the call: {code.name}: {details}",
         {"server": hostname},
     )
 
@@ -57,8 +114,22 @@ async def call(
         raise backend_error(link, err) from None
 
 
-def clean_session(pb: types_pb2.Session, hostname: str) -> types_pb2.Session:
+def clean_session(pb: types_pb2.Session, hostname: str, name: str = "") -> types_pb2.Session:
+    """A session a backend sent, checked; ``name``, when given, is the one asked about."""
+    _check_name(pb.name, name, hostname)
     return convert.session_to_pb(sanitize.check_session(convert.session_from_pb(pb), hostname))
+
+
+def _check_name(got: str, asked: str, hostname: str) -> None:
+    if asked and got != asked:
+        raise sanitize.BackendGarbage(
+            f"Backend {quote(hostname)} answered about session {quote(got)} "
+            f"when asked about {quote(asked)}."
+        )
+
+
+# A terminal screen holds text only: a control character in a line was made up.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _check_lines(lines: Any, limit: int, width: int, what: str, hostname: str) -> None:
@@ -69,6 +140,10 @@ def _check_lines(lines: Any, limit: int, width: int, what: str, hostname: str) -
         if len(line) > 4 * width:
             raise sanitize.BackendGarbage(
                 f"Backend {hostname!r} sent a line of {len(line)} characters for {width} columns."
+            )
+        if _CONTROL.search(line):
+            raise sanitize.BackendGarbage(
+                f"Backend {hostname!r} sent a line with control characters: {quote(line)}."
             )
 
 
@@ -89,7 +164,9 @@ def clean_screen(screen: types_pb2.Screen, hostname: str) -> types_pb2.Screen:
     return screen
 
 
-def clean_idle(idle: types_pb2.Idle, hostname: str) -> types_pb2.Idle:
+def clean_idle(idle: types_pb2.Idle, hostname: str, name: str = "") -> types_pb2.Idle:
+    """An idle a backend sent, checked; ``name``, when given, is the session asked about."""
+    _check_name(idle.session, name, hostname)
     sanitize.check_session(
         convert.session_from_pb(types_pb2.Session(name=idle.session, rows=1, cols=1)), hostname
     )

@@ -11,12 +11,17 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from wsh.errors import Kind, WshError
+from wsh.errors import Kind, WshError, shorten
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "wsh.v1"
 DETAILS_KEY = "grpc-status-details-bin"
+# An error's text travels in trailing metadata, twice (as details and in the
+# Status); clients refuse metadata past 8-16 KiB, so a message quoting a huge
+# input must never get there whole.
+MAX_MESSAGE_LEN = 2048
+MAX_METADATA_VALUE_LEN = 256
 
 _CODES: dict[Kind, grpc.StatusCode] = {kind: grpc.StatusCode[kind.value] for kind in Kind}
 
@@ -27,17 +32,22 @@ def grpc_code(kind: Kind) -> grpc.StatusCode:
 
 def status_metadata(err: WshError) -> tuple[tuple[str, bytes], ...]:
     """Trailing metadata holding the rich status, as grpc-status clients read it."""
-    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata)
+    metadata = {key: shorten(value, MAX_METADATA_VALUE_LEN) for key, value in err.metadata.items()}
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(
-        code=grpc_code(err.kind).value[0], message=err.message, details=[detail]
+        code=grpc_code(err.kind).value[0], message=status_message(err), details=[detail]
     )
     return ((DETAILS_KEY, status.SerializeToString()),)
 
 
+def status_message(err: WshError) -> str:
+    return shorten(err.message, MAX_MESSAGE_LEN)
+
+
 async def abort(context: grpc.aio.ServicerContext[Any, Any], err: WshError) -> NoReturn:
-    await context.abort(grpc_code(err.kind), err.message, status_metadata(err))
+    await context.abort(grpc_code(err.kind), status_message(err), status_metadata(err))
     raise AssertionError("unreachable: abort raises")
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
+from wsh.errors import invalid
+
 REDACTED = "***"
+# What an HTTP header can carry after "Bearer ": visible ASCII, no spaces.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 def resolve_token(
@@ -17,6 +22,18 @@ def resolve_token(
         if token:
             return token
     return None
+
+
+def check_bearer_token(token: str) -> str:
+    """A token to present to a backend must fit in a header, or no call could
+    ever carry it. The message never quotes the token."""
+    if not _TOKEN.fullmatch(token):
+        raise invalid(
+            "TOKEN_INVALID",
+            "A backend token must be visible ASCII characters, without spaces or "
+            "control characters.",
+        )
+    return token
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

@@ -329,6 +329,7 @@ class BackendLink:
             )
             # Names it never announced are ignored, not trusted.
             for entry in beat.activity:
+                sanitize.check_activity(entry.generation, entry.last_activity_ms, backend.hostname)
                 backend.record_activity(entry.name, entry.generation, entry.last_activity_ms)
         elif kind == "event":
             event = msg.event

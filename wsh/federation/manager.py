@@ -16,7 +16,7 @@ from pathlib import Path
 from wsh.errors import Kind, WshError
 from wsh.federation import config as config_file
 from wsh.federation.address import parse_backend_address
-from wsh.federation.auth import resolve_token
+from wsh.federation.auth import check_bearer_token, resolve_token
 from wsh.federation.config import Config, ServerEntry
 from wsh.federation.ip_access import IpAccess
 from wsh.federation.link import BackendLink, TlsFiles
@@ -78,7 +78,10 @@ class Federation:
                 {"address": parsed.url},
             )
         await self._ip_access().check_address(parsed)
-        backend = Backend(address=parsed, token=self._resolve(token), own_token=bool(token))
+        resolved = self._resolve(token)
+        if resolved:
+            check_bearer_token(resolved)
+        backend = Backend(address=parsed, token=resolved, own_token=bool(token))
         # Made first: unreadable TLS files must not leave a backend without a link.
         link = BackendLink(backend, self.registry, self.identity, self._ip_access, self._tls())
         self.registry.add(backend)

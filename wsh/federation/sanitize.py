@@ -113,6 +113,17 @@ def check_session(info: SessionInfo, backend_hostname: str) -> SessionInfo:
     )
 
 
+def check_activity(generation: int, idle_ms: int, backend_hostname: str) -> None:
+    """Check the generation and idle time a heartbeat reported for a session:
+    within the same bounds as a session's own (see :func:`check_session`)."""
+    if not (0 <= generation <= _INT64_MAX and 0 <= idle_ms <= _INT64_MAX):
+        raise BackendGarbage(
+            f"{_from(backend_hostname)} reported activity with generation {generation} "
+            f"and idle time {idle_ms} ms.",
+            server=printable(backend_hostname),
+        )
+
+
 def check_inventory(infos: list[SessionInfo], backend_hostname: str) -> list[SessionInfo]:
     """Check a backend's whole session list: at most ``MAX_REMOTE_SESSIONS``
     entries, each valid (see :func:`check_session`), no name twice. One bad
