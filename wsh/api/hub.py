@@ -120,6 +120,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def _forward(self, backend: Backend, method: str, request: Any, context: Ctx) -> Any:
         return await remote.call(self._federation.link(backend), method, request, context)
 
+    async def _forward_session(
+        self, backend: Backend, method: str, request: Any, context: Ctx, name: str
+    ) -> types_pb2.Session:
+        """Forward a call answered with one session, which must be ``name`` on ``backend``."""
+        resp = await self._forward(backend, method, request, context)
+        return remote.clean_session(resp.session, backend.hostname, name)
+
     # -- sessions -------------------------------------------------------------
 
     @unary
@@ -128,10 +135,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.CreateSessionResponse:
         backend = self._route(request.server)
         if backend is not None:
-            resp = await self._forward(backend, "CreateSession", request, context)
-            return hub_pb2.CreateSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname, request.name)
+            session_pb = await self._forward_session(
+                backend, "CreateSession", request, context, request.name
             )
+            return hub_pb2.CreateSessionResponse(session=session_pb)
         session = self._sessions.create(
             name=request.name,
             command=request.command,
@@ -168,10 +175,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.GetSessionResponse:
         backend = self._route(request.server)
         if backend is not None:
-            resp = await self._forward(backend, "GetSession", request, context)
-            return hub_pb2.GetSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname, request.name)
+            session_pb = await self._forward_session(
+                backend, "GetSession", request, context, request.name
             )
+            return hub_pb2.GetSessionResponse(session=session_pb)
         return hub_pb2.GetSessionResponse(
             session=self._session_pb(self._sessions.get(request.name))
         )
@@ -182,12 +189,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.UpdateSessionResponse:
         backend = self._route(request.server)
         if backend is not None:
-            resp = await self._forward(backend, "UpdateSession", request, context)
-            return hub_pb2.UpdateSessionResponse(
-                session=remote.clean_session(
-                    resp.session, backend.hostname, request.new_name or request.name
-                )
+            session_pb = await self._forward_session(
+                backend, "UpdateSession", request, context, request.new_name or request.name
             )
+            return hub_pb2.UpdateSessionResponse(session=session_pb)
         session = self._sessions.update(
             request.name,
             new_name=request.new_name,
@@ -265,10 +270,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.ResizeSessionResponse:
         backend = self._route(request.server)
         if backend is not None:
-            resp = await self._forward(backend, "ResizeSession", request, context)
-            return hub_pb2.ResizeSessionResponse(
-                session=remote.clean_session(resp.session, backend.hostname, request.name)
+            session_pb = await self._forward_session(
+                backend, "ResizeSession", request, context, request.name
             )
+            return hub_pb2.ResizeSessionResponse(session=session_pb)
         session = self._sessions.resize(request.name, request.rows, request.cols)
         return hub_pb2.ResizeSessionResponse(session=self._session_pb(session))
 
