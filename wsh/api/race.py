@@ -162,12 +162,12 @@ class ClusterRace:
     async def _pump(self, backend: Backend) -> None:
         try:
             await self._pump_stream(backend)
-        except WshError as err:
-            log.info("race: backend %s dropped out: %s", backend.hostname, err.message)
-            self._failed.add(backend)
-        except grpc.aio.AioRpcError as err:
-            log.info("race: backend %s dropped out: %s", backend.hostname, err.code().name)
-            self._failed.add(backend)
+        except (WshError, grpc.aio.AioRpcError) as err:
+            log.info("race: backend %s dropped out: %s", backend.hostname, err)
+            # Only a backend still healthy is kept out until it reconnects: one
+            # the watcher already saw go down rejoins as soon as it is back.
+            if backend.healthy:
+                self._failed.add(backend)
         finally:
             if self._pumps.get(backend) is asyncio.current_task():
                 del self._pumps[backend]
