@@ -561,7 +561,10 @@ def test_sigterm_shuts_down_cleanly() -> None:
         )
         time.sleep(0.2)
         assert proc.stop(signal.SIGTERM) == 0
-        with pytest.raises(grpc.RpcError):
+        with pytest.raises(grpc.RpcError) as info:
             waiting.result(timeout=RPC_TIMEOUT)
+        # Waits end at once with a clear reason rather than at the grace's end.
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert error_reason(info.value) == "SERVER_SHUTTING_DOWN"
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}")

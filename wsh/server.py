@@ -211,6 +211,13 @@ class WshServer:
     async def stop(self) -> None:
         """Health NOT_SERVING, finish or cancel calls, kill and reap every session."""
         await self.health.enter_graceful_shutdown()
+        self.sessions.interrupt_waits(
+            WshError(
+                Kind.UNAVAILABLE,
+                "SERVER_SHUTTING_DOWN",
+                f"Server {self.identity.hostname!r} is shutting down.",
+            )
+        )
         await self._server.stop(SHUTDOWN_GRACE_S)
         await self.federation.close()
         await self.sessions.close_all()

@@ -263,6 +263,11 @@ class SessionManager:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def interrupt_waits(self, error: WshError) -> None:
+        """Fail every idle wait with ``error``, so that a shutdown need not outwait them."""
+        for session in self._sessions.values():
+            session.activity.close(error)
+
     async def close_all(self) -> None:
         """Kill every session concurrently (server shutdown)."""
         sessions = list(self._sessions.values())
