@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from wsh.errors import Kind, WshError
-from wsh.federation._text import printable, quote
 from wsh.federation.sanitize import (
     MAX_REMOTE_SESSIONS,
     BackendGarbage,
@@ -19,6 +18,7 @@ from wsh.federation.sanitize import (
     check_session,
 )
 from wsh.sessions.info import SessionInfo, SessionState
+from wsh.text import printable, quote
 
 BACKEND = "node-1"
 

@@ -7,7 +7,7 @@ empty ``server``), so two servers registered with each other never loop.
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -18,12 +18,10 @@ from wsh.api.status import DETAILS_KEY, RemoteStatus
 from wsh.defaults import MAX_DIMENSION, SCROLLBACK_PAGE_MAX
 from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
-from wsh.federation._text import printable, quote
 from wsh.federation.auth import redact
 from wsh.federation.link import BackendLink
+from wsh.text import printable, quote
 from wsh.v1 import hub_pb2, types_pb2
-
-Resp = TypeVar("Resp")
 
 # Statuses that are the client's own doing (its deadline, its cancel): passed on.
 _CALLER_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 from wsh.errors import Kind, WshError
-from wsh.federation._text import printable, quote
 from wsh.names import is_valid_hostname
+from wsh.text import printable, quote
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PORT = re.compile(r"[0-9]{1,5}")

@@ -34,10 +34,10 @@ from tomlkit.items import AoT, Array, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
 from wsh.errors import Kind, WshError
-from wsh.federation._text import printable, quote
 from wsh.federation.address import parse_backend_address
 from wsh.federation.ip_access import IpAccess
 from wsh.names import is_valid_hostname
+from wsh.text import printable, quote
 
 _SERVER_KEYS = frozenset({"address", "token"})
 _TLS_KEYS = frozenset({"ca_file", "client_cert", "client_key"})

@@ -14,8 +14,8 @@ import socket
 from dataclasses import dataclass
 
 from wsh.errors import Kind, WshError
-from wsh.federation._text import quote
 from wsh.federation.address import BackendAddress
+from wsh.text import quote
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

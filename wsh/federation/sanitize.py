@@ -16,9 +16,9 @@ import re
 
 from wsh.defaults import MAX_DIMENSION
 from wsh.errors import Kind, WshError
-from wsh.federation._text import printable, quote
 from wsh.names import MAX_TAGS, is_valid_hostname, is_valid_session_name, is_valid_tag
 from wsh.sessions.info import SessionInfo, SessionState
+from wsh.text import printable, quote
 
 MAX_REMOTE_SESSIONS = 10_000
 MAX_TEXT_LEN = 4096
