@@ -313,9 +313,14 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
 
 async def main(config: dict[str, Any]) -> None:
     server = grpc.aio.server(
+        # Like a real wsh server, it accepts the hub's keepalive pings, so
+        # that only the lies under test can end a Link.
         options=[
             ("grpc.max_send_message_length", 64 * MIB),
             ("grpc.max_receive_message_length", 64 * MIB),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 500),
+            ("grpc.http2.max_ping_strikes", 0),
         ]
     )
     backend_pb2_grpc.add_BackendServiceServicer_to_server(FakeLink(config), server)

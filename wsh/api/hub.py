@@ -20,6 +20,7 @@ from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
+from wsh.sessions.info import SessionInfo
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.session import Session
 from wsh.stats import process_stats, task_count
@@ -89,6 +90,35 @@ class ScreenRenderer:
         )
 
 
+class InventoryRenderer:
+    """Backends' sessions as protobuf, built once per inventory entry.
+
+    Listing the cluster must stay cheap with thousands of remote sessions:
+    an entry is converted again only when the Link replaced it, and only its
+    idle time is refreshed on each call.
+    """
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[
+            Backend, dict[str, tuple[SessionInfo, types_pb2.Session]]
+        ] = weakref.WeakKeyDictionary()
+
+    def sessions(self, backend: Backend, tags: frozenset[str]) -> list[types_pb2.Session]:
+        cache = self._cache.setdefault(backend, {})
+        if len(cache) > 2 * len(backend.sessions) + 16:
+            for gone in cache.keys() - backend.sessions.keys():
+                del cache[gone]
+        now = time.monotonic()
+        out = []
+        for info in backend.sessions_matching(tags):
+            hit = cache.get(info.name)
+            if hit is None or hit[0] is not info:
+                hit = cache[info.name] = (info, convert.session_to_pb(info))
+            hit[1].last_activity_ms = backend.idle_ms(info.name, now)
+            out.append(hit[1])
+        return out
+
+
 class HubServicer(hub_pb2_grpc.HubServiceServicer):
     """The HubService of one server: local sessions, or forwarded to a backend."""
 
@@ -105,6 +135,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._federation = federation
         self._registry = federation.registry
         self._render = ScreenRenderer()
+        self._inventory = InventoryRenderer()
 
     @property
     def hostname(self) -> str:
@@ -166,7 +197,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             backends = [] if request.server else self._registry.healthy()
             sessions = [self._session_pb(s) for s in self._sessions.matching(tags)]
         for remote_backend in backends:
-            sessions.extend(convert.session_to_pb(s) for s in remote_backend.listing(tags))
+            sessions.extend(self._inventory.sessions(remote_backend, tags))
         return hub_pb2.ListSessionsResponse(sessions=sessions)
 
     @unary

@@ -72,15 +72,9 @@ class Backend:
             self.sessions[name] = dataclasses.replace(info, generation=generation)
             self.active_at[name] = time.monotonic() - idle_ms / 1000
 
-    def listing(self, tags: frozenset[str]) -> list[SessionInfo]:
-        """Sessions having any of ``tags`` (all when empty), idle times as of now."""
-        now = time.monotonic()
-        return [
-            dataclasses.replace(
-                info, last_activity_ms=max(0, int((now - self.active_at[info.name]) * 1000))
-            )
-            for info in self.sessions_matching(tags)
-        ]
+    def idle_ms(self, name: str, now: float) -> int:
+        """Milliseconds since the session's last activity, as of ``now`` (monotonic)."""
+        return max(0, int((now - self.active_at[name]) * 1000))
 
 
 class Changes:
