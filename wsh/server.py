@@ -37,6 +37,7 @@ log = logging.getLogger("wsh.server")
 # In-flight calls get this long to finish after SIGTERM before they are cancelled.
 SHUTDOWN_GRACE_S = 2.0
 TOKEN_ALPHABET = string.ascii_letters + string.digits
+SWITCH_INTERVAL_S = 0.0005
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVICE_NAMES = (
     hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
@@ -313,6 +314,10 @@ async def serve(settings: ServerSettings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``wsh server``."""
     settings = parse_args(sys.argv[1:] if argv is None else argv)
+    # gRPC's threads hand finished I/O to the event loop and need the GIL to
+    # do it; while the loop emulates a flood of output they would wait the
+    # default 5 ms per hand-over, several times per call.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         asyncio.run(serve(settings))
     except WshError as err:
