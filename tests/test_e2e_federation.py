@@ -439,6 +439,9 @@ def test_self_loop_is_rejected(fed: Fed) -> None:
     try:
         assert added.health == REJECTED, added
         assert "SELF_LOOP" in added.last_error
+        # Waited for and rejected: not written to the config, where it would
+        # only be rejected again at every start.
+        assert fed.hub.url not in fed.hub_config.read_text()
         # The hub still answers for itself, and still routes to its backends.
         assert servers(hub)[0].address == "local"
         own = hub.GetServer(hub_pb2.GetServerRequest(hostname="fed-hub"), timeout=RPC_TIMEOUT)

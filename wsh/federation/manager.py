@@ -102,8 +102,16 @@ class Federation:
     async def add_server(
         self, address: str, token: str | None, *, wait: bool, wait_timeout_s: float
     ) -> Backend:
-        """Register a backend, write it to the config file, optionally wait for it."""
+        """Register a backend, write it to the config file, optionally wait for it.
+
+        A backend that, waited for, turns out REJECTED (a self-loop, a taken
+        hostname) is not written: it would only be rejected again at every start.
+        """
         backend = await self._admit(address, token)
+        if wait:
+            await self._wait_settled(backend, wait_timeout_s or DEFAULT_WAIT_S)
+            if backend.health is Health.REJECTED:
+                return backend
         try:
             await asyncio.to_thread(
                 config_file.add_server, self.config_path, backend.address.url, token
@@ -111,8 +119,6 @@ class Federation:
         except WshError:
             await self._drop(backend)
             raise
-        if wait:
-            await self._wait_settled(backend, wait_timeout_s or DEFAULT_WAIT_S)
         return backend
 
     async def _wait_settled(self, backend: Backend, timeout_s: float) -> None:
