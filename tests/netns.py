@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from tests.procs import READY, REPO, ServerProc, read_line
+from tests.procs import REPO, ServerProc
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 HUB_PREFIX = "wsh-hub-"
@@ -284,31 +284,8 @@ class NsServerProc(ServerProc):
         super().__init__(hostname, *args, **kwargs)
         self.ns = ns
 
-    def start(self, timeout: float = 20.0) -> NsServerProc:
-        stderr: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                *in_namespace(self.ns, sys.executable, "-m", "wsh", "server"),
-                *("--listen", self.listen, "--hostname", self.hostname, *self.args),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=self.env,
-            cwd=REPO,
-        )
-        if self.log_path:
-            stderr.close()
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            line = read_line(self.proc.stdout, max(0.1, deadline - time.monotonic()))
-            if not line:
-                raise RuntimeError(f"server {self.hostname} exited: {self.proc.wait(5)}")
-            match = READY.search(line)
-            if match:
-                self.addr = match.group(1).decode()
-                self.server_id = match.group(3).decode()
-                return self
+    def argv(self) -> list[str]:
+        return in_namespace(self.ns, *super().argv())
 
     def open_fds(self) -> int:
         """Descriptors the server holds, read from /proc (any namespace)."""

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -53,20 +53,17 @@ class ServerProc:
         self.addr = ""
         self.server_id = ""
 
-    def start(self, timeout: float = 20.0) -> ServerProc:
+    def argv(self) -> list[str]:
+        """The command that runs this server."""
+        return [
+            sys.executable, "-m", "wsh", "server",
+            "--listen", self.listen, "--hostname", self.hostname, *self.args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> Self:
         stderr: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wsh",
-                "server",
-                "--listen",
-                self.listen,
-                "--hostname",
-                self.hostname,
-                *self.args,
-            ],
+            self.argv(),
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=self.env,
@@ -110,7 +107,7 @@ class ServerProc:
             self.proc.stdout.close()
         return code
 
-    def __enter__(self) -> ServerProc:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
