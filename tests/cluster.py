@@ -8,10 +8,9 @@ from pathlib import Path
 
 import grpc
 
+from tests.calls import RPC_TIMEOUT
 from tests.procs import ServerProc, stub
 from wsh.v1 import hub_pb2, hub_pb2_grpc
-
-RPC_TIMEOUT = 15
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:

@@ -10,13 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.cluster import RPC_TIMEOUT, Cluster, server_entry, wait_health, wait_until
-from tests.procs import ServerProc, error_reason, stub
+from tests.calls import RPC_TIMEOUT, await_idle, create, expect_error, kill, send
+from tests.cluster import Cluster, server_entry, wait_health, wait_until
+from tests.procs import ServerProc, stub
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
-
-BASH = "bash --norc --noprofile"
 
 
 @pytest.fixture(scope="module")
@@ -29,47 +28,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def hub(cluster: Cluster) -> hub_pb2_grpc.HubServiceStub:
     assert cluster.stub is not None
     return cluster.stub
-
-
-def create(
-    hub: hub_pb2_grpc.HubServiceStub, name: str, server: str = "", **kw: object
-) -> types_pb2.Session:
-    kw.setdefault("command", BASH)
-    req = hub_pb2.CreateSessionRequest(name=name, server=server, **kw)  # type: ignore[arg-type]
-    return hub.CreateSession(req, timeout=RPC_TIMEOUT).session
-
-
-def send(hub: hub_pb2_grpc.HubServiceStub, name: str, server: str, text: str) -> int:
-    req = hub_pb2.SendInputRequest(name=name, server=server, data=text.encode())
-    return hub.SendInput(req, timeout=RPC_TIMEOUT).generation
-
-
-def await_idle(
-    hub: hub_pb2_grpc.HubServiceStub,
-    name: str,
-    server: str,
-    last: int | None = None,
-    timeout_ms: int = 300,
-) -> types_pb2.Idle:
-    req = hub_pb2.AwaitIdleRequest(
-        name=name, server=server, timeout_ms=timeout_ms, max_wait_ms=20_000
-    )
-    if last is not None:
-        req.last_generation = last
-    return hub.AwaitIdle(req, timeout=30).idle
-
-
-def kill(hub: hub_pb2_grpc.HubServiceStub, name: str, server: str = "") -> None:
-    hub.KillSession(hub_pb2.KillSessionRequest(name=name, server=server), timeout=RPC_TIMEOUT)
-
-
-def expect_error(call: object, code: grpc.StatusCode, reason: str) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    err = info.value
-    assert err.code() == code, err.details()  # type: ignore[attr-defined]
-    assert error_reason(err) == reason, err.details()  # type: ignore[attr-defined]
-    return err
 
 
 def busy(seconds: float, label: str) -> str:

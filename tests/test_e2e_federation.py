@@ -12,16 +12,17 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
+from tests.calls import expect_error
 from tests.cluster import RPC_TIMEOUT, server_entry, wait_health, wait_until
 from tests.nginx import NGINX, Nginx
-from tests.procs import REPO, ServerProc, error_reason, stub
+from tests.procs import REPO, ServerProc, stub
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
@@ -143,17 +144,6 @@ def wait_failing(
         raise AssertionError(f"{exc}; last seen: {seen[0]}") from None
     assert seen[0] is not None
     return seen[0]
-
-
-def expect_error(call: Callable[[], object], code: grpc.StatusCode, reason: str) -> str:
-    """Run ``call``, check its status code and ErrorInfo reason; return its message."""
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    err = info.value
-    details = err.details() or ""
-    assert err.code() == code, details
-    assert error_reason(err) == reason, details
-    return details
 
 
 def stop_all(*procs: ServerProc) -> None:

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.calls import expect_error
 from tests.procs import ServerProc, error_reason, stub
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
@@ -65,15 +66,6 @@ def settle(hub: hub_pb2_grpc.HubServiceStub, name: str, timeout_ms: int = 300) -
         hub_pb2.AwaitIdleRequest(name=name, timeout_ms=timeout_ms, max_wait_ms=10_000),
         timeout=RPC_TIMEOUT,
     ).idle
-
-
-def expect_error(call: object, code: grpc.StatusCode, reason: str) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    err = info.value
-    assert err.code() == code, err.details()  # type: ignore[attr-defined]
-    assert error_reason(err) == reason, err.details()  # type: ignore[attr-defined]
-    return err
 
 
 def test_send_wait_read_loop(hub: hub_pb2_grpc.HubServiceStub) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.calls import await_idle, create, send
 from tests.cluster import wait_until
 from tests.netns import FaultCluster, HealthSampler, NetPair, RaceReader, Unsupported
 from tests.procs import error_reason
@@ -32,7 +33,6 @@ from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
 
-BASH = "bash --norc --noprofile"
 RPC_TIMEOUT = 20.0
 HEALTHY = hub_pb2.SERVER_HEALTH_HEALTHY
 UNAVAILABLE = hub_pb2.SERVER_HEALTH_UNAVAILABLE
@@ -101,34 +101,6 @@ def healed(cluster: FaultCluster) -> Iterator[None]:
 # -- helpers ------------------------------------------------------------------
 
 
-def create(
-    hub: hub_pb2_grpc.HubServiceStub, name: str, server: str, tags: list[str]
-) -> types_pb2.Session:
-    req = hub_pb2.CreateSessionRequest(name=name, server=server, command=BASH, tags=tags)
-    return hub.CreateSession(req, timeout=RPC_TIMEOUT).session
-
-
-def send(hub: hub_pb2_grpc.HubServiceStub, name: str, server: str, text: str) -> int:
-    req = hub_pb2.SendInputRequest(name=name, server=server, data=text.encode())
-    return hub.SendInput(req, timeout=RPC_TIMEOUT).generation
-
-
-def await_idle(
-    hub: hub_pb2_grpc.HubServiceStub,
-    name: str,
-    server: str,
-    last: int | None = None,
-    timeout_ms: int = 300,
-    max_wait_ms: int = 20_000,
-) -> types_pb2.Idle:
-    req = hub_pb2.AwaitIdleRequest(
-        name=name, server=server, timeout_ms=timeout_ms, max_wait_ms=max_wait_ms
-    )
-    if last is not None:
-        req.last_generation = last
-    return hub.AwaitIdle(req, timeout=max_wait_ms / 1000 + 10).idle
-
-
 def run_and_wait(
     hub: hub_pb2_grpc.HubServiceStub, name: str, server: str, line: str
 ) -> types_pb2.Idle:
@@ -182,7 +154,7 @@ def test_cut_link_marks_far_unavailable_and_restore_heals_it(
     tag = f"cut-{fault}"
     names = {server: f"{server}-{fault}" for server in ("far", "near", "hub")}
     for server, name in names.items():
-        create(hub, name, server, [tag])
+        create(hub, name, server, tags=[tag])
         run_and_wait(hub, name, server, f"echo marker-{server}-{fault}")
     far_name = names["far"]
     far_before = get_session(hub, far_name, "far")
@@ -313,7 +285,7 @@ def test_slow_link_calls_complete_and_far_stays_healthy(
     cluster: FaultCluster, hub: hub_pb2_grpc.HubServiceStub
 ) -> None:
     name = "far-slow"
-    create(hub, name, "far", ["slow"])
+    create(hub, name, "far", tags=["slow"])
     await_idle(hub, name, "far")
     cluster.net.slow("256kbit", "16kb", "400ms")
     with HealthSampler(cluster) as sampler:
@@ -346,7 +318,7 @@ def test_lossy_link_calls_complete_and_far_stays_healthy(
     cluster: FaultCluster, hub: hub_pb2_grpc.HubServiceStub
 ) -> None:
     name = "far-lossy"
-    create(hub, name, "far", ["lossy"])
+    create(hub, name, "far", tags=["lossy"])
     await_idle(hub, name, "far")
     percent = 10
     cluster.net.lossy(percent)
@@ -393,8 +365,8 @@ def test_flapping_link_leaks_nothing(
 ) -> None:
     net = cluster.net
     name = "far-flap"
-    create(hub, name, "far", ["flap"])
-    create(hub, "near-flap", "near", ["flap"])
+    create(hub, name, "far", tags=["flap"])
+    create(hub, "near-flap", "near", tags=["flap"])
     far_before = get_session(hub, name, "far")
     run_and_wait(hub, name, "far", "echo before-flaps")
     base = settled_stats(cluster)

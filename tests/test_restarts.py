@@ -16,8 +16,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.calls import expect_error
 from tests.cluster import RPC_TIMEOUT, Cluster, server_entry, wait_health, wait_until
-from tests.procs import error_reason, stub
+from tests.procs import stub
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
@@ -61,14 +62,6 @@ def listed(hub: hub_pb2_grpc.HubServiceStub, server: str = "") -> dict[tuple[str
     """(server, name) -> pid of every session the hub lists."""
     sessions = hub.ListSessions(hub_pb2.ListSessionsRequest(server=server), timeout=RPC_TIMEOUT)
     return {(s.server, s.name): s.pid for s in sessions.sessions}
-
-
-def expect_error(call: object, code: grpc.StatusCode, reason: str) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    err = info.value
-    assert err.code() == code, err.details()
-    assert error_reason(err) == reason, err.details()
 
 
 def alive(pid: int) -> bool:
