@@ -31,19 +31,13 @@ class Session:
         self.rows = spec.rows
         self.cols = spec.cols
         self.created_at = time.time()
-        self.exited_at: float | None = None
         self.activity = Activity()
         self.screen = TerminalScreen(spec.rows, spec.cols, scrollback_limit)
-        self._on_exit = on_exit
-        self.process = PtyProcess(spec, self._output, self._exited)
+        self.process = PtyProcess(spec, self._output, lambda _code: on_exit(self))
 
     def _output(self, data: bytes) -> None:
         self.screen.feed(data)
         self.activity.touch()
-
-    def _exited(self, code: int) -> None:
-        self.exited_at = time.time()
-        self._on_exit(self)
 
     @property
     def state(self) -> SessionState:
