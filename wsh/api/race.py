@@ -137,11 +137,6 @@ class ClusterRace:
         )
         return in_scope
 
-    async def next(self, max_wait_s: float) -> types_pb2.Idle:
-        """The next settled session; TimeoutError when none settles within ``max_wait_s``."""
-        async with asyncio.timeout(max_wait_s):
-            return await self._queue.get()
-
     def _start_pumps(self) -> None:
         for backend in self._candidates():
             if backend not in self._pumps and backend not in self._failed:
@@ -243,7 +238,8 @@ class ClusterRace:
         """Yield settles until the caller stops; ``on_timeout`` after ``max_wait_s`` of none."""
         while True:
             try:
-                idle = await self.next(max_wait_s)
+                async with asyncio.timeout(max_wait_s):
+                    idle = await self._queue.get()
             except TimeoutError:
                 raise on_timeout from None
             yield idle

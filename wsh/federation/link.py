@@ -197,7 +197,7 @@ class BackendLink:
             )
         backend.health = health
         backend.last_error = error
-        self._registry.changed(backend)
+        self._registry.changes.bump()
 
     # -- the loop -------------------------------------------------------------
 
@@ -347,7 +347,7 @@ class BackendLink:
                 backend.upsert(info, event.previous_name)
             elif event.removed:
                 backend.remove(event.removed)
-            self._registry.changed(backend)
+            self._registry.changes.bump()
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
 

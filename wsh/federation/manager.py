@@ -81,7 +81,7 @@ class Federation:
         resolved = self._resolve(token)
         if resolved:
             check_bearer_token(resolved)
-        backend = Backend(address=parsed, token=resolved, own_token=bool(token))
+        backend = Backend(address=parsed, token=resolved)
         # Made first: unreadable TLS files must not leave a backend without a link.
         link = BackendLink(backend, self.registry, self.identity, self._ip_access, self._tls())
         self.registry.add(backend)

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from wsh.errors import Kind, WshError, shorten
@@ -31,9 +31,6 @@ class Backend:
 
     address: BackendAddress
     token: str | None = field(default=None, repr=False)
-    # Whether the token came from the backend's own entry (kept in config
-    # write-back) rather than the default cascade.
-    own_token: bool = False
     hostname: str = ""
     server_id: str = ""
     version: str = ""
@@ -50,7 +47,7 @@ class Backend:
         return self.health is Health.HEALTHY
 
     def sessions_matching(self, tags: frozenset[str]) -> Iterator[SessionInfo]:
-        return (s for s in self.sessions.values() if not tags or tags & set(s.tags))
+        return (s for s in self.sessions.values() if not tags or not tags.isdisjoint(s.tags))
 
     def upsert(self, info: SessionInfo, previous_name: str = "") -> None:
         if previous_name:
@@ -119,7 +116,6 @@ class Registry:
         self.own_hostname = own_hostname
         self._backends: dict[str, Backend] = {}  # canonical address -> backend
         self.changes = Changes()
-        self._listeners: list[Callable[[Backend], None]] = []
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(list(self._backends.values()))
@@ -148,13 +144,13 @@ class Registry:
                 {"address": backend.address.url},
             )
         self._backends[backend.address.url] = backend
-        self.changed(backend)
+        self.changes.bump()
 
     def remove(self, backend: Backend) -> None:
         if self._backends.get(backend.address.url) is backend:
             del self._backends[backend.address.url]
             backend.clear_sessions()
-            self.changed(backend)
+            self.changes.bump()
 
     def find(self, hostname: str = "", address: str = "") -> Backend:
         """A backend by hostname, or by address while its hostname is unknown."""
@@ -198,13 +194,3 @@ class Registry:
                 {"server": server, "health": backend.health.value},
             )
         return backend
-
-    def subscribe(self, listener: Callable[[Backend], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def changed(self, backend: Backend) -> None:
-        """Record that ``backend``'s state or inventory changed."""
-        self.changes.bump()
-        for listener in list(self._listeners):
-            listener(backend)
