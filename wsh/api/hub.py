@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -26,8 +25,6 @@ from wsh.sessions.session import Session
 from wsh.stats import process_stats, task_count
 from wsh.terminal.screen import ScreenView
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
-
-log = logging.getLogger(__name__)
 
 _HEALTH_TO_PB = {
     Health.HEALTHY: hub_pb2.SERVER_HEALTH_HEALTHY,

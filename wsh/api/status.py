@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -12,8 +11,6 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from wsh.errors import Kind, WshError, shorten
-
-log = logging.getLogger(__name__)
 
 DOMAIN = "wsh.v1"
 DETAILS_KEY = "grpc-status-details-bin"
