@@ -191,11 +191,15 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             backends = [backend]
             sessions = []
         else:
-            backends = [] if request.server else self._registry.healthy()
+            backends = [] if request.server else list(self._registry)
             sessions = [self._session_pb(s) for s in self._sessions.matching(tags)]
+        missing = []
         for remote_backend in backends:
-            sessions.extend(self._inventory.sessions(remote_backend, tags))
-        return hub_pb2.ListSessionsResponse(sessions=sessions)
+            if remote_backend.healthy:
+                sessions.extend(self._inventory.sessions(remote_backend, tags))
+            else:
+                missing.append(self._backend_server(remote_backend))
+        return hub_pb2.ListSessionsResponse(sessions=sessions, missing_servers=missing)
 
     @unary
     async def GetSession(

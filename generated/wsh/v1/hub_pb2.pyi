@@ -185,16 +185,25 @@ class ListSessionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int
+    MISSING_SERVERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]: ...
+    @_builtins.property
+    def missing_servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]:
+        """Registered servers in scope whose sessions are NOT in `sessions` because
+        they are not HEALTHY right now (their health and last_error say why). A
+        client that needs the whole cluster checks that this is empty.
+        """
+
     def __init__(
         self,
         *,
         sessions: _abc.Iterable[_types_pb2.Session] | None = ...,
+        missing_servers: _abc.Iterable[Global___Server] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing_servers", b"missing_servers", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,12 +331,17 @@ Global___KillSessionRequest: _TypeAlias = KillSessionRequest  # noqa: Y015
 class KillSessionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    SERVER_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Hostname of the server the session was on."""
     def __init__(
         self,
+        *,
+        server: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["server", b"server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -364,16 +378,20 @@ class SendInputResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GENERATION_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
     generation: _builtins.int
     """Generation after the input was counted."""
+    server: _builtins.str
+    """Hostname of the server that owns the session."""
     def __init__(
         self,
         *,
         generation: _builtins.int = ...,
+        server: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "server", b"server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -409,16 +427,20 @@ class GetScreenResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SCREEN_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Hostname of the server that owns the session."""
     @_builtins.property
     def screen(self) -> _types_pb2.Screen: ...
     def __init__(
         self,
         *,
         screen: _types_pb2.Screen | None = ...,
+        server: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["screen", b"screen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["screen", b"screen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["screen", b"screen", "server", b"server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -465,8 +487,11 @@ class GetScrollbackResponse(_message.Message):
     STYLED_LINES_FIELD_NUMBER: _builtins.int
     TOTAL_LINES_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
     total_lines: _builtins.int
     offset: _builtins.int
+    server: _builtins.str
+    """Hostname of the server that owns the session."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -478,10 +503,11 @@ class GetScrollbackResponse(_message.Message):
         styled_lines: _abc.Iterable[_types_pb2.StyledLine] | None = ...,
         total_lines: _builtins.int = ...,
         offset: _builtins.int = ...,
+        server: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "offset", b"offset", "styled_lines", b"styled_lines", "total_lines", b"total_lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "offset", b"offset", "server", b"server", "styled_lines", b"styled_lines", "total_lines", b"total_lines"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
