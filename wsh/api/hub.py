@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,16 +13,15 @@ from wsh import defaults
 from wsh.api import convert, remote
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace
+from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.status import streaming, unary
 from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
-from wsh.sessions.info import SessionInfo
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.session import Session
 from wsh.stats import process_stats, task_count
-from wsh.terminal.screen import ScreenView
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 _HEALTH_TO_PB = {
@@ -49,71 +47,6 @@ def idle_timeout_error(what: str, max_wait_s: float) -> WshError:
         "IDLE_TIMEOUT",
         f"{what} did not become idle within max_wait_ms={int(max_wait_s * 1000)}.",
     )
-
-
-class ScreenRenderer:
-    """Builds protobuf screens once per rendered view and reuses them.
-
-    Many clients, races and idle waits ask for the same screen; the terminal
-    caches its view per output, and this caches the protobuf built from it.
-    """
-
-    def __init__(self) -> None:
-        self._cache: weakref.WeakKeyDictionary[
-            Session, dict[bool, tuple[ScreenView, types_pb2.Screen]]
-        ] = weakref.WeakKeyDictionary()
-
-    def screen(self, session: Session, styled: bool, generation: int) -> types_pb2.Screen:
-        view = session.view(styled)
-        per_session = self._cache.setdefault(session, {})
-        cached = per_session.get(styled)
-        if cached is None or cached[0] is not view:
-            cached = (view, convert.screen_to_pb(view))
-            per_session[styled] = cached
-        out = types_pb2.Screen()
-        out.CopyFrom(cached[1])
-        out.generation = generation
-        return out
-
-    def idle(self, session: Session, server: str, generation: int, styled: bool) -> types_pb2.Idle:
-        screen = self.screen(session, styled, generation)
-        return types_pb2.Idle(
-            session=session.name,
-            server=server,
-            generation=generation,
-            screen=screen,
-            scrollback_lines=screen.total_lines,
-            last_activity_ms=session.activity.idle_ms(),
-        )
-
-
-class InventoryRenderer:
-    """Backends' sessions as protobuf, built once per inventory entry.
-
-    Listing the cluster must stay cheap with thousands of remote sessions:
-    an entry is converted again only when the Link replaced it, and only its
-    idle time is refreshed on each call.
-    """
-
-    def __init__(self) -> None:
-        self._cache: weakref.WeakKeyDictionary[
-            Backend, dict[str, tuple[SessionInfo, types_pb2.Session]]
-        ] = weakref.WeakKeyDictionary()
-
-    def sessions(self, backend: Backend, tags: frozenset[str]) -> list[types_pb2.Session]:
-        cache = self._cache.setdefault(backend, {})
-        if len(cache) > 2 * len(backend.sessions) + 16:
-            for gone in cache.keys() - backend.sessions.keys():
-                del cache[gone]
-        now = time.monotonic()
-        out = []
-        for info in backend.sessions_matching(tags):
-            hit = cache.get(info.name)
-            if hit is None or hit[0] is not info:
-                hit = cache[info.name] = (info, convert.session_to_pb(info))
-            hit[1].last_activity_ms = backend.idle_ms(info.name, now)
-            out.append(hit[1])
-        return out
 
 
 class HubServicer(hub_pb2_grpc.HubServiceServicer):
