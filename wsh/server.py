@@ -260,7 +260,13 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     parser.add_argument(
         "--tls-client-ca", type=Path, help="require client certificates signed by this CA"
     )
-    parser.add_argument("--max-sessions", type=int, default=defaults.MAX_SESSIONS)
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=defaults.MAX_SESSIONS,
+        help="sessions held at once, exited ones included until their retention ends; "
+        "more are refused with TOO_MANY_SESSIONS (default %(default)s)",
+    )
     parser.add_argument(
         "--exited-retention",
         type=float,
@@ -268,8 +274,20 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         metavar="SECONDS",
         help="how long an exited session stays readable (default %(default)s)",
     )
-    parser.add_argument("--scrollback", type=int, default=defaults.SCROLLBACK_LINES)
-    parser.add_argument("--log-level", default=os.environ.get("WSH_LOG", "INFO"))
+    parser.add_argument(
+        "--scrollback",
+        type=int,
+        default=defaults.SCROLLBACK_LINES,
+        metavar="LINES",
+        help="lines each session keeps above its screen (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        default=os.environ.get("WSH_LOG", "INFO"),
+        help="log messages of this level and above to stderr (default $WSH_LOG, else INFO)",
+    )
     args = parser.parse_args(list(argv))
     logging.basicConfig(
         level=args.log_level.upper(),
