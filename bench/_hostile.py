@@ -145,7 +145,7 @@ class Target:
     @contextlib.asynccontextmanager
     async def hub(
         self, options: Sequence[tuple[str, int]] = ()
-    ) -> AsyncIterator[hub_pb2_grpc.HubServiceStub]:
+    ) -> AsyncIterator[hub_pb2_grpc.HubServiceAsyncStub]:
         """An asyncio HubService stub on a channel of its own, closed on exit.
 
         Pass the token with ``metadata=target.metadata()`` on each call.
@@ -154,7 +154,7 @@ class Target:
         """
         channel = grpc.aio.insecure_channel(self.address, options=list(options))
         try:
-            yield hub_pb2_grpc.HubServiceStub(channel)
+            yield hub_pb2_grpc.HubServiceStub(channel)  # the async stub, on an aio channel
         finally:
             await channel.close(grace=None)
 
