@@ -16,9 +16,11 @@ from wsh.api.race import ClusterRace
 from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.status import streaming, unary
 from wsh.errors import Kind, WshError, invalid, shorten
+from wsh.federation import writes
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
+from wsh.names import check_session_name, check_tags
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.session import Session
 from wsh.stats import process_stats, task_count
@@ -49,6 +51,16 @@ def idle_timeout_error(what: str, max_wait_s: float) -> WshError:
     )
 
 
+def check_format(value: int) -> None:
+    """Unknown enum values are refused, not read as the default."""
+    if value not in types_pb2.ScreenFormat.values():
+        raise invalid(
+            "INVALID_FORMAT",
+            f"Unknown screen format {value}; use SCREEN_FORMAT_PLAIN or SCREEN_FORMAT_STYLED.",
+            format=str(value),
+        )
+
+
 class HubServicer(hub_pb2_grpc.HubServiceServicer):
     """The HubService of one server: local sessions, or forwarded to a backend."""
 
@@ -58,8 +70,11 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         sessions: SessionManager,
         federation: Federation,
         limits: StreamLimits,
+        *,
+        strict_routing: bool = False,
     ) -> None:
         self._identity = identity
+        self._strict_routing = strict_routing
         self._limits = limits
         self._sessions = sessions
         self._federation = federation
@@ -75,18 +90,61 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return convert.session_to_pb(self._sessions.info(session))
 
     def _route(self, server: str) -> Backend | None:
-        """None: this server. Empty ``server`` always means this server."""
+        """Where a call for ``server`` goes: None is this server (empty ``server`` too)."""
         return self._registry.route(server)
+
+    def _target(self, server: str, name: str) -> Backend | None:
+        """Where a call naming the existing session ``name`` goes; None is this server.
+
+        With no ``server``, a session of that name here wins; otherwise the
+        one backend whose inventory holds the name (see ``route_name``). In
+        strict mode an empty ``server`` means this server only.
+        """
+        check_session_name(name)
+        if server or self._strict_routing or self._sessions.has(name):
+            return self._route(server)
+        return self._registry.route_name(name)
+
+    def _skip_server(self, name: str) -> str:
+        """The server of a race's ``last_session`` given without ``last_server``,
+        resolved like a call naming the session; empty when no server holds it."""
+        try:
+            return self._server_of(self._target("", name))
+        except WshError as err:
+            if err.reason == "SESSION_NOT_FOUND":
+                return ""
+            if err.reason == "SERVER_UNAVAILABLE":
+                return err.metadata["server"]
+            raise
+
+    def _server_of(self, backend: Backend | None) -> str:
+        return self.hostname if backend is None else backend.hostname
 
     async def _forward(self, backend: Backend, method: str, request: Any, context: Ctx) -> Any:
         return await remote.call(self._federation.link(backend), method, request, context)
 
     async def _forward_session(
-        self, backend: Backend, method: str, request: Any, context: Ctx, name: str
+        self,
+        backend: Backend,
+        method: str,
+        request: Any,
+        context: Ctx,
+        name: str,
+        *,
+        previous_name: str = "",
     ) -> types_pb2.Session:
-        """Forward a call answered with one session, which must be ``name`` on ``backend``."""
+        """Forward a call that changes one session and is answered with it, which
+        must be ``name`` on ``backend``; returns once the hub's inventory shows it."""
         resp = await self._forward(backend, method, request, context)
-        return remote.clean_session(resp.session, backend.hostname, name)
+        session_pb = remote.clean_session(resp.session, backend.hostname, name)
+        await writes.observe(
+            self._registry,
+            backend,
+            session_pb.name,
+            convert.session_from_pb(session_pb),
+            previous_name,
+        )
+        return session_pb
 
     # -- sessions -------------------------------------------------------------
 
@@ -118,7 +176,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         # Backends' sessions come from their Link inventories, which every
         # change and every heartbeat keep current, so listing the cluster
         # costs no call to any backend.
-        tags = frozenset(request.tags)
+        tags = frozenset(check_tags(list(request.tags)))
         backend = self._route(request.server)
         if backend is not None:
             backends = [backend]
@@ -138,11 +196,10 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def GetSession(
         self, request: hub_pb2.GetSessionRequest, context: Ctx
     ) -> hub_pb2.GetSessionResponse:
-        backend = self._route(request.server)
+        backend = self._target(request.server, request.name)
         if backend is not None:
-            session_pb = await self._forward_session(
-                backend, "GetSession", request, context, request.name
-            )
+            resp = await self._forward(backend, "GetSession", request, context)
+            session_pb = remote.clean_session(resp.session, backend.hostname, request.name)
             return hub_pb2.GetSessionResponse(session=session_pb)
         return hub_pb2.GetSessionResponse(
             session=self._session_pb(self._sessions.get(request.name))
@@ -152,10 +209,15 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def UpdateSession(
         self, request: hub_pb2.UpdateSessionRequest, context: Ctx
     ) -> hub_pb2.UpdateSessionResponse:
-        backend = self._route(request.server)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             session_pb = await self._forward_session(
-                backend, "UpdateSession", request, context, request.new_name or request.name
+                backend,
+                "UpdateSession",
+                request,
+                context,
+                request.new_name or request.name,
+                previous_name=request.name,
             )
             return hub_pb2.UpdateSessionResponse(session=session_pb)
         session = self._sessions.update(
@@ -170,12 +232,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def KillSession(
         self, request: hub_pb2.KillSessionRequest, context: Ctx
     ) -> hub_pb2.KillSessionResponse:
-        backend = self._route(request.server)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             await self._forward(backend, "KillSession", request, context)
+            await writes.observe(self._registry, backend, request.name, None)
         else:
             await self._sessions.kill(request.name)
-        return hub_pb2.KillSessionResponse()
+        return hub_pb2.KillSessionResponse(server=self._server_of(backend))
 
     @unary
     async def SendInput(
@@ -188,36 +251,39 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 f"{defaults.MAX_INPUT_BYTES} bytes; send it in parts.",
                 limit=str(defaults.MAX_INPUT_BYTES),
             )
-        backend = self._route(request.server)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             resp = await self._forward(backend, "SendInput", request, context)
-            return hub_pb2.SendInputResponse(generation=resp.generation)
+            return hub_pb2.SendInputResponse(generation=resp.generation, server=backend.hostname)
         generation = self._sessions.get(request.name).send(request.data)
-        return hub_pb2.SendInputResponse(generation=generation)
+        return hub_pb2.SendInputResponse(generation=generation, server=self.hostname)
 
     @unary
     async def GetScreen(
         self, request: hub_pb2.GetScreenRequest, context: Ctx
     ) -> hub_pb2.GetScreenResponse:
-        backend = self._route(request.server)
+        check_format(request.format)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             resp = await self._forward(backend, "GetScreen", request, context)
-            remote.clean_screen(resp.screen, backend.hostname)
-            return resp  # type: ignore[no-any-return]
+            screen = remote.clean_screen(resp.screen, backend.hostname)
+            return hub_pb2.GetScreenResponse(screen=screen, server=backend.hostname)
         session = self._sessions.get(request.name)
         screen = self._render.screen(
             session, convert.is_styled(request.format), session.activity.generation
         )
-        return hub_pb2.GetScreenResponse(screen=screen)
+        return hub_pb2.GetScreenResponse(screen=screen, server=self.hostname)
 
     @unary
     async def GetScrollback(
         self, request: hub_pb2.GetScrollbackRequest, context: Ctx
     ) -> hub_pb2.GetScrollbackResponse:
-        backend = self._route(request.server)
+        check_format(request.format)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             resp = await self._forward(backend, "GetScrollback", request, context)
             remote.clean_scrollback(resp, backend.hostname)
+            resp.server = backend.hostname
             return resp  # type: ignore[no-any-return]
         limit = min(request.limit or defaults.SCROLLBACK_PAGE_DEFAULT, defaults.SCROLLBACK_PAGE_MAX)
         styled = convert.is_styled(request.format)
@@ -227,13 +293,14 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             styled_lines=convert.styled_lines_to_pb(page.styled_lines) if page.styled_lines else (),
             total_lines=page.total_lines,
             offset=page.offset,
+            server=self.hostname,
         )
 
     @unary
     async def ResizeSession(
         self, request: hub_pb2.ResizeSessionRequest, context: Ctx
     ) -> hub_pb2.ResizeSessionResponse:
-        backend = self._route(request.server)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             session_pb = await self._forward_session(
                 backend, "ResizeSession", request, context, request.name
@@ -246,7 +313,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def AwaitIdle(
         self, request: hub_pb2.AwaitIdleRequest, context: Ctx
     ) -> hub_pb2.AwaitIdleResponse:
-        backend = self._route(request.server)
+        check_format(request.format)
+        backend = self._target(request.server, request.name)
         if backend is not None:
             resp = await self._forward(backend, "AwaitIdle", request, context)
             remote.clean_idle(resp.idle, backend.hostname, request.name)
@@ -269,6 +337,12 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def RaceIdle(
         self, request: hub_pb2.RaceIdleRequest, context: Ctx
     ) -> AsyncIterator[hub_pb2.RaceIdleResponse]:
+        check_format(request.format)
+        check_tags(list(request.tags))
+        if request.last_session:
+            check_session_name(request.last_session)
+            if not request.last_server:
+                request.last_server = self._skip_server(request.last_session)
         backend = self._route(request.server)
         timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
         styled = convert.is_styled(request.format)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -19,11 +21,13 @@ import grpc
 from wsh import defaults
 from wsh.api import remote
 from wsh.errors import WshError
+from wsh.federation.auth import redact
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.race import LocalRace
 from wsh.sessions.session import Session
+from wsh.text import quote
 from wsh.v1 import hub_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ RenderIdle = Callable[[Session, int], types_pb2.Idle]
 # backend that sends without end must not grow the hub, nor a client that
 # stops reading.
 MAX_PENDING_BYTES = 8 * 1024 * 1024
+# Reopening a failed leg: quick at first (a proxy reset is over at once),
+# capped so that a backend failing every stream costs little.
+LEG_BACKOFF_S = 0.05
+LEG_BACKOFF_CAP_S = 1.0
 
 
 class SettleQueue:
@@ -103,7 +111,7 @@ class ClusterRace:
         self._queue = SettleQueue()
         self._last_sent: dict[tuple[str, str], int] = {}
         self._pumps: dict[Backend, asyncio.Task[None]] = {}
-        self._failed: set[Backend] = set()
+        self._started_at = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
         self._local: LocalRace | None = None
         if sessions is not None:
@@ -139,7 +147,7 @@ class ClusterRace:
 
     def _start_pumps(self) -> None:
         for backend in self._candidates():
-            if backend not in self._pumps and backend not in self._failed:
+            if backend not in self._pumps:
                 self._pumps[backend] = asyncio.get_running_loop().create_task(
                     self._pump(backend), name=f"race-pump-{backend.hostname}"
                 )
@@ -149,20 +157,34 @@ class ClusterRace:
         seen = changes.version
         while True:
             seen = await changes.wait(seen)
-            for backend in list(self._failed):
-                if not backend.healthy:
-                    self._failed.discard(backend)  # a new connection may do better
             self._start_pumps()
 
     async def _pump(self, backend: Backend) -> None:
+        """Keep one RaceIdle leg open to ``backend`` while its Link is healthy.
+
+        A leg can fail while the backend is fine: a proxy in between resets
+        streams that carry no data for a while (Envoy's stream_idle_timeout,
+        nginx's grpc_read_timeout). The leg is then reopened, after a short
+        backoff, with the same skip rules; settles it reports again are
+        dropped by ``_offer``. A backend that went down rejoins through the
+        registry watcher once it is back.
+        """
+        failures = 0
         try:
-            await self._pump_stream(backend)
-        except (WshError, grpc.aio.AioRpcError) as err:
-            log.info("race: backend %s dropped out: %s", backend.hostname, err)
-            # Only a backend still healthy is kept out until it reconnects: one
-            # the watcher already saw go down rejoins as soon as it is back.
-            if backend.healthy:
-                self._failed.add(backend)
+            while backend.healthy:
+                try:
+                    await self._pump_stream(backend)
+                    return
+                except (WshError, grpc.aio.AioRpcError) as err:
+                    failures += 1
+                    log.info(
+                        "race: leg to backend %s failed (%d), reopening: %s",
+                        backend.hostname,
+                        failures,
+                        quote(redact(str(err), [backend.token]), 512),
+                    )
+                backoff = min(LEG_BACKOFF_CAP_S, LEG_BACKOFF_S * 2 ** (failures - 1))
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
         finally:
             if self._pumps.get(backend) is asyncio.current_task():
                 del self._pumps[backend]
@@ -171,15 +193,21 @@ class ClusterRace:
         req = self._request
         out = hub_pb2.RaceIdleRequest(
             tags=req.tags,
+            # Naming the backend itself scopes the leg to its own sessions: a
+            # backend that is a hub too must not race its own backends.
+            server=backend.hostname,
             timeout_ms=self._timeout_ms,
             # The hub enforces the caller's max_wait; a backend stream that
             # ended on its own clock would only have to be reopened.
             max_wait_ms=defaults.MAX_WAIT_CAP_MS,
             format=req.format,
-            fresh=req.fresh,
+            # A reopened leg need not wait out a fresh window the race has
+            # already observed since it began.
+            fresh=req.fresh and time.monotonic() - self._started_at < self._timeout_ms / 1000,
         )
         if req.last_server and req.last_server == backend.hostname:
             out.last_session = req.last_session
+            out.last_server = backend.hostname
             if req.HasField("last_generation"):
                 out.last_generation = req.last_generation
         return out
@@ -187,14 +215,13 @@ class ClusterRace:
     async def _pump_stream(self, backend: Backend) -> None:
         link = self._federation.link(backend)
         changes = self._federation.registry.changes
-        request = self._backend_request(backend)
         seen = changes.version
         while backend.healthy:
             if not any(backend.sessions_matching(self._tags)):
                 seen = await changes.wait(seen)
                 continue
             seen = changes.version
-            stream = link.hub.RaceIdle(request, metadata=link.metadata)
+            stream = link.hub.RaceIdle(self._backend_request(backend), metadata=link.metadata)
             try:
                 async for response in stream:
                     self._offer(remote.clean_idle(response.idle, backend.hostname))

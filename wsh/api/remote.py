@@ -1,7 +1,9 @@
 """Calls to a backend's HubService on behalf of a client, and checks on the answers.
 
-A backend answers with its own local sessions only (the hub always sends an
-empty ``server``), so two servers registered with each other never loop.
+Every forwarded request names the backend itself as its ``server``, so a
+backend answers with its own local sessions only: a backend that is itself a
+hub never passes the call on, and two servers registered with each other
+never loop.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ async def call(
     link: BackendLink, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
 ) -> Any:
     """Forward one unary call, with the caller's deadline; cancellation follows it."""
-    request.server = ""
+    request.server = link.backend.hostname
     try:
         return await getattr(link.hub, method)(
             request, timeout=context.time_remaining(), metadata=link.metadata

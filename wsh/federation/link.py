@@ -181,7 +181,10 @@ class BackendLink:
 
     def _set(self, health: Health, error: str = "") -> None:
         backend = self.backend
-        if health is not Health.HEALTHY:
+        # A backend that is down keeps its last inventory (hidden from lists
+        # and races) so that a call naming one of its sessions is told the
+        # server is unavailable, and no other backend can claim the name.
+        if health is Health.REJECTED:
             backend.clear_sessions()
         error = redact(error, [backend.token])
         if backend.health is health and backend.last_error == error:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from wsh.errors import Kind, WshError, shorten
+from wsh.errors import Kind, WshError, session_not_found, shorten
 from wsh.federation.address import BackendAddress
 from wsh.sessions.info import SessionInfo
 
@@ -184,13 +184,49 @@ class Registry:
         backend = self.by_hostname(server)
         if backend is None:
             raise server_not_found(server)
-        if not backend.healthy:
-            raise WshError(
-                Kind.UNAVAILABLE,
-                "SERVER_UNAVAILABLE",
-                f"Server {server!r} is {backend.health.value}"
-                + (f": {backend.last_error}" if backend.last_error else "")
-                + ".",
-                {"server": server, "health": backend.health.value},
-            )
+        _check_healthy(backend)
         return backend
+
+    def holders(self, name: str) -> list[Backend]:
+        """Backends whose last known inventory holds a session called ``name``."""
+        return [
+            b
+            for b in self._backends.values()
+            if name in b.sessions and b.health is not Health.REJECTED
+        ]
+
+    def route_name(self, name: str) -> Backend:
+        """The one backend holding session ``name``, for a call that named no server.
+
+        Several holders make the name ambiguous rather than letting one of
+        them win: a backend that claims a name later must never take a
+        session over from another server.
+        """
+        holders = self.holders(name)
+        if not holders:
+            raise session_not_found(name)
+        if len(holders) > 1:
+            servers = sorted(b.hostname for b in holders)
+            listed = shorten(", ".join(servers), 512)
+            raise WshError(
+                Kind.FAILED_PRECONDITION,
+                "SESSION_AMBIGUOUS",
+                f"Session {shorten(name)!r} exists on several servers ({listed}); "
+                "pass `server` to say which.",
+                {"session": shorten(name), "servers": listed},
+            )
+        _check_healthy(holders[0])
+        return holders[0]
+
+
+def _check_healthy(backend: Backend) -> None:
+    if not backend.healthy:
+        server = backend.hostname
+        raise WshError(
+            Kind.UNAVAILABLE,
+            "SERVER_UNAVAILABLE",
+            f"Server {server!r} is {backend.health.value}"
+            + (f": {backend.last_error}" if backend.last_error else "")
+            + ".",
+            {"server": server, "health": backend.health.value},
+        )

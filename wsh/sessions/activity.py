@@ -24,6 +24,8 @@ class Activity:
         self._touch_waiters: set[asyncio.Future[None]] = set()
         self._sleepers: set[asyncio.Future[None]] = set()
         self._closed: WshError | None = None
+        # Set when the process has exited: the generation can never move again.
+        self.final = False
 
     def touch(self) -> None:
         """Count one output chunk or one input."""
@@ -37,6 +39,13 @@ class Activity:
 
     def idle_ms(self) -> int:
         return int((time.monotonic() - self.last_activity) * 1000)
+
+    def finish(self) -> None:
+        """The process has exited: wake waits for new activity, which cannot come."""
+        self.final = True
+        for fut in (*self._touch_waiters, *self._sleepers):
+            if not fut.done():
+                fut.set_result(None)
 
     def close(self, error: WshError) -> None:
         """Fail every current and future wait with ``error`` (session gone)."""
@@ -77,12 +86,14 @@ class Activity:
 
         With ``last_generation`` equal to the current generation, first wait
         for new activity. With ``fresh``, always observe a full ``timeout_ms``
-        of silence from now on (``last_generation`` is then ignored).
+        of silence from now on (``last_generation`` is then ignored). Once
+        the process has exited neither applies: nothing can change any more,
+        so the final generation is returned as soon as it is quiet.
         """
         timeout = timeout_ms / 1000
-        if fresh:
+        if fresh and not self.final:
             await self._sleep(timeout)
-        elif last_generation is not None and last_generation == self.generation:
+        elif last_generation == self.generation and not self.final:
             await self._next_touch()
         while True:
             remaining = self.last_activity + timeout - time.monotonic()

@@ -101,6 +101,9 @@ class SessionManager:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def has(self, name: str) -> bool:
+        return name in self._sessions
+
     def get(self, name: str) -> Session:
         session = self._sessions.get(name)
         if session is None:
@@ -227,6 +230,7 @@ class SessionManager:
 
     def resize(self, name: str, rows: int, cols: int) -> Session:
         session = self.get(name)
+        session.check_running("it cannot be resized")
         session.resize(clamp_dimension(rows, session.rows), clamp_dimension(cols, session.cols))
         self._upserted(session)
         return session

@@ -8,6 +8,7 @@ generation to a sink. Merging with other servers' races happens above this.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Iterable
 
 from wsh.errors import WshError
@@ -39,17 +40,32 @@ class LocalRace:
         self._skip_name = skip_name
         self._skip_generation = skip_generation
         self._watchers: dict[Session, asyncio.Task[None]] = {}
+        # Generation each session was last reported at, so that a session
+        # watched again (retagged out of scope and back, or after its exit)
+        # is not reported twice for one generation.
+        self._reported: weakref.WeakKeyDictionary[Session, int] = weakref.WeakKeyDictionary()
         self._unsubscribe: Callable[[], None] | None = None
 
     def _in_scope(self, session: Session) -> bool:
         return not self._tags or bool(self._tags & session.tags)
 
+    def _done(self, session: Session, last: int | None) -> bool:
+        """An exited session reported (or skipped) at its final generation can
+        never settle again."""
+        return session.activity.final and last == session.activity.generation
+
+    def _skip(self, session: Session) -> int | None:
+        if session in self._reported:
+            return self._reported[session]
+        return self._skip_generation if session.name == self._skip_name else None
+
     def start(self) -> int:
-        """Begin watching; returns how many sessions were in scope at the start."""
+        """Begin watching; returns how many sessions in scope can still settle."""
         # Oldest activity first, so that sessions already idle are reported in
         # the order they settled.
         sessions = sorted(
-            self._manager.matching(self._tags), key=lambda s: s.activity.last_activity
+            (s for s in self._manager.matching(self._tags) if not self._done(s, self._skip(s))),
+            key=lambda s: s.activity.last_activity,
         )
         for session in sessions:
             self._watch(session)
@@ -70,19 +86,21 @@ class LocalRace:
             self._watchers.pop(session).cancel()
 
     def _watch(self, session: Session) -> None:
-        last = self._skip_generation if session.name == self._skip_name else None
         task = asyncio.get_running_loop().create_task(
-            self._run(session, last), name=f"race-watch-{session.name}"
+            self._run(session, self._skip(session)), name=f"race-watch-{session.name}"
         )
         self._watchers[session] = task
 
     async def _run(self, session: Session, last: int | None) -> None:
         fresh = self._fresh
         try:
-            while True:
+            while not self._done(session, last):
                 generation = await session.wait_idle(self._timeout_ms, last, fresh)
-                self._sink(session, generation)
-                # Once reported, a session must move on before it can be reported again.
+                # Once reported, a session must move on before it can be
+                # reported again; an exit alone does not move it.
+                if generation != last:
+                    self._reported[session] = generation
+                    self._sink(session, generation)
                 last, fresh = generation, False
         except WshError:
             pass  # killed or expired: it leaves the race

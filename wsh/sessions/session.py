@@ -33,7 +33,11 @@ class Session:
         self.created_at = time.time()
         self.activity = Activity()
         self.screen = TerminalScreen(spec.rows, spec.cols, scrollback_limit)
-        self.process = PtyProcess(spec, self._output, lambda _code: on_exit(self))
+        self.process = PtyProcess(spec, self._output, lambda _code: self._exited(on_exit))
+
+    def _exited(self, on_exit: Callable[[Session], None]) -> None:
+        self.activity.finish()
+        on_exit(self)
 
     def _output(self, data: bytes) -> None:
         self.screen.feed(data)
@@ -62,17 +66,21 @@ class Session:
 
     def send(self, data: bytes) -> int:
         """Queue input for the program; returns the generation it was counted at."""
+        self.check_running("it takes no more input")
+        self.process.write(data)
+        self.activity.touch()
+        return self.activity.generation
+
+    def check_running(self, refusal: str) -> None:
+        """Refuse an action that needs the process (input, resize) once it has exited."""
         if not self.process.running:
             raise WshError(
                 Kind.FAILED_PRECONDITION,
                 "SESSION_EXITED",
                 f"Session {self.name!r} has exited (code {self.process.exit_code}); "
-                "it takes no more input.",
+                f"{refusal}.",
                 {"session": self.name},
             )
-        self.process.write(data)
-        self.activity.touch()
-        return self.activity.generation
 
     def resize(self, rows: int, cols: int) -> None:
         self.rows, self.cols = rows, cols
