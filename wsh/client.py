@@ -593,6 +593,12 @@ class Client(_Base):
         request = _list_sessions_request(server, tags)
         return list(self._unary(_LIST_SESSIONS, request, timeout).sessions)
 
+    def list_sessions_response(
+        self, *, server: str = "", tags: Iterable[str] = (), timeout: float | None = None
+    ) -> hub_pb2.ListSessionsResponse:
+        """Like :meth:`list_sessions`, plus ``missing_servers``: those not HEALTHY, not listed."""
+        return self._unary(_LIST_SESSIONS, _list_sessions_request(server, tags), timeout)
+
     def get_session(
         self, name: str, *, server: str = "", timeout: float | None = None
     ) -> types_pb2.Session:
@@ -880,6 +886,12 @@ class AsyncClient(_Base):
         """See :meth:`Client.list_sessions`."""
         request = _list_sessions_request(server, tags)
         return list((await self._unary(_LIST_SESSIONS, request, timeout)).sessions)
+
+    async def list_sessions_response(
+        self, *, server: str = "", tags: Iterable[str] = (), timeout: float | None = None
+    ) -> hub_pb2.ListSessionsResponse:
+        """Like :meth:`list_sessions`, plus ``missing_servers``: those not HEALTHY, not listed."""
+        return await self._unary(_LIST_SESSIONS, _list_sessions_request(server, tags), timeout)
 
     async def get_session(
         self, name: str, *, server: str = "", timeout: float | None = None
