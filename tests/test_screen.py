@@ -4,9 +4,13 @@ history, styles, wide characters, resize, the cursor and view caching."""
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import random
+import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from avt._avt import Color as AvtColor
@@ -14,6 +18,7 @@ from avt._avt import Line, Vt
 from avt._avt.parser import Parser
 from avt._avt.terminal import BufferType, Terminal
 
+from tests.tmux import TmuxScreen, TmuxServer
 from wsh.terminal import screen as screen_mod
 from wsh.terminal import styled as styled_mod
 from wsh.terminal.screen import (
@@ -26,18 +31,24 @@ from wsh.terminal.screen import (
 )
 from wsh.terminal.sequences import SequenceTracker
 
-CAPTURED = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "captured"
-PROGRAMS = ["cat-gpl3", "find-etc", "htop", "ls", "mc", "top", "vi"]
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "terminal"
+MANIFEST: dict[str, dict[str, Any]] = json.loads((FIXTURES / "manifest.json").read_text())
+PROGRAMS = sorted(MANIFEST)
+# Every screen compared with tmux's: (fixture, how many of its bytes are fed).
+SCREENS = [
+    (name, offset)
+    for name in PROGRAMS
+    for offset in [*MANIFEST[name]["checks"], MANIFEST[name]["size"]]
+]
 
 RED = Color(indexed=1)
 
 
-def captured(name: str) -> tuple[bytes, list[str]]:
-    """A program's output and the 80x24 screen it leaves; fails if shared/ is missing."""
-    assert CAPTURED.is_dir(), f"captured programs not found at {CAPTURED}"
-    expected = json.loads((CAPTURED / f"{name}.output").read_text(encoding="utf-8"))
-    assert len(expected) == 24
-    return (CAPTURED / f"{name}.input").read_bytes(), [line.rstrip() for line in expected]
+def recorded(name: str) -> bytes:
+    """A fixture's bytes, as scripts/record-fixtures saved them."""
+    data = (FIXTURES / str(MANIFEST[name]["file"])).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == MANIFEST[name]["sha256"], f"{name} changed"
+    return data
 
 
 def fed(
@@ -70,36 +81,251 @@ def every_line(
     return page.lines, page.styled_lines or ()
 
 
-# --- real programs -----------------------------------------------------------
+# --- real programs, checked against tmux -----------------------------------------
+#
+# tests/fixtures/terminal holds real programs' output, recorded on a PTY by
+# scripts/record-fixtures (manifest.json says how). Each screen is compared
+# with the one tmux, an independent emulator, makes of the same bytes: the
+# text, the styles, the cursor and which screen is shown.
+
+# Differences that are tmux's choice, not a bug of ours; each is allowed only
+# for the fixtures listed and only where it applies.
+PENDING_WRAP = "pending wrap"
+ERASED_TAIL = "erased tail"
+TMUX_CHOICES: dict[str, dict[str, str]] = {
+    "top": {
+        PENDING_WRAP: "top fills its last row, all 100 columns; while the wrap is pending "
+        "tmux reports the cursor at column 100, one past the end, where we report the "
+        "last column, 99, on purpose",
+    },
+    "colours": {
+        ERASED_TAIL: "ESC [44m ESC [K paints the rest of a row blue; capture-pane leaves "
+        "out cells that were only erased, whatever their background",
+    },
+    "htop": {
+        ERASED_TAIL: "htop ends its column header and function-key rows with ESC [K under a "
+        "coloured background; capture-pane leaves out cells that were only erased",
+    },
+}
+# Our own bugs, found by the comparison: (fixture, check) -> what is wrong. They
+# are expected to fail, strictly, so that a fix shows up here.
+WSH_BUGS: dict[tuple[str, str], str] = {
+    (name, check): "pyavt gives combining characters (U+0301...), zero-width spaces, "
+    "variation selectors and ZWJ a cell of their own, so text after them sits one "
+    "column per such character too far right"
+    for name in ["combining"]
+    for check in ["text", "styles"]
+}
 
 
-@pytest.mark.parametrize("name", PROGRAMS)
-def test_captured_program_fed_in_one_go(name: str) -> None:
-    data, expected = captured(name)
-    view = fed(data).view(styled=True)
-    assert [line.rstrip() for line in view.lines] == expected
+def screens(check: str) -> list[Any]:
+    """SCREENS as test parameters, with the known bugs of ``check`` marked."""
+    return [
+        pytest.param(
+            name,
+            offset,
+            id=f"{name}@{offset}",
+            marks=[pytest.mark.xfail(strict=True, reason=WSH_BUGS[name, check])]
+            if (name, check) in WSH_BUGS
+            else [],
+        )
+        for name, offset in SCREENS
+    ]
+
+
+@pytest.fixture(scope="module")
+def tmux_screens() -> dict[tuple[str, int], TmuxScreen]:
+    """tmux's screen for every entry of SCREENS, fed all at once, then the server killed."""
+    assert shutil.which("tmux"), "tmux is needed: scripts/setup installs it"
+    with TmuxServer() as server:
+        for name, offset in SCREENS:
+            size = MANIFEST[name]
+            server.start(f"{name}-{offset}", recorded(name)[:offset], size["rows"], size["cols"])
+        return {(name, offset): server.screen(f"{name}-{offset}") for name, offset in SCREENS}
+
+
+def fixture_screen(name: str, offset: int) -> TerminalScreen:
+    size = MANIFEST[name]
+    return fed(recorded(name)[:offset], rows=size["rows"], cols=size["cols"])
+
+
+# A cell as it looks: its character, and the parts of its pen that show.
+Cell = tuple[str, tuple[object, ...]]
+
+
+def looks(
+    char: str,
+    fg: Color | None = None,
+    bg: Color | None = None,
+    bold: bool = False,
+    faint: bool = False,
+    italic: bool = False,
+    underline: bool = False,
+    blink: bool = False,
+    inverse: bool = False,
+    strikethrough: bool = False,
+) -> Cell:
+    """On a blank only the colour behind it and lines through it show: emulators
+    differ in how they fill erased cells (pyavt with the whole pen, tmux with
+    its background), not in how they look."""
+    if char != " ":
+        return char, (fg, bg, bold, faint, italic, underline, blink, inverse, strikethrough)
+    behind = ("fg", fg) if inverse else ("bg", bg)
+    return char, (*behind, underline, strikethrough, fg if underline or strikethrough else None)
+
+
+BLANK = looks(" ")
+
+
+def trimmed(cells: list[Cell]) -> list[Cell]:
+    while cells and cells[-1] == BLANK:
+        cells.pop()
+    return cells
+
+
+def wsh_cells(line: StyledLine) -> list[Cell]:
+    return trimmed(
+        [
+            looks(
+                char,
+                span.fg,
+                span.bg,
+                span.bold,
+                span.faint,
+                span.italic,
+                span.underline,
+                span.blink,
+                span.inverse,
+                span.strikethrough,
+            )
+            for span in line
+            for char in span.text
+        ]
+    )
+
+
+SGR = re.compile(r"\x1b\[([0-9;:]*)m")
+FLAGS = {1: "bold", 2: "faint", 3: "italic", 4: "underline", 5: "blink", 7: "inverse"}
+FLAGS |= {9: "strikethrough"}
+FLAGS_OFF = {22: ("bold", "faint"), 23: ("italic",), 24: ("underline",), 25: ("blink",)}
+FLAGS_OFF |= {27: ("inverse",), 29: ("strikethrough",)}
+
+
+def sgr_color(params: list[list[str]]) -> Color:
+    """The colour of a 38 or 48 at the head of ``params`` (consumed), in any
+    of the forms 38;5;n 38;2;r;g;b 38:5:n 38:2:r:g:b 38:2::r:g:b."""
+    head = params.pop(0)
+    parts = head[1:] if len(head) > 1 else [params.pop(0)[0]]
+    if parts[0] == "5":
+        return Color(indexed=int(parts[1] if len(parts) > 1 else params.pop(0)[0]))
+    assert parts[0] == "2", head
+    rgb = parts[-3:] if len(parts) >= 4 else [params.pop(0)[0] for _ in range(3)]
+    red, green, blue = map(int, rgb)
+    return Color(rgb=red << 16 | green << 8 | blue)
+
+
+def tmux_cells(line: str, pen: dict[str, Any]) -> list[Cell]:
+    """The cells of a ``capture-pane -e`` line: text and the SGR sequences between.
+
+    The pen carries over from the line before (updated in place): tmux writes
+    the capture as one stream, only the changes (it leaves out a reset before
+    a row's end, and does not repeat an attribute still set at the next row's
+    start).
+    """
+    cells = []
+    pieces = SGR.split(line)
+    for at, piece in enumerate(pieces):
+        if at % 2 == 0:
+            cells += [looks(char, **pen) for char in piece]
+            continue
+        params = [param.split(":") for param in (piece or "0").split(";")]
+        while params:
+            code = int(params[0][0] or 0)
+            if code in (38, 48):
+                pen["fg" if code == 38 else "bg"] = sgr_color(params)
+                continue
+            params.pop(0)
+            if code == 0:
+                pen.clear()
+            elif code in FLAGS:
+                pen[FLAGS[code]] = True
+            elif code in FLAGS_OFF:
+                pen.update(dict.fromkeys(FLAGS_OFF[code], False))
+            elif 30 <= code <= 37 or 90 <= code <= 97:
+                pen["fg"] = Color(indexed=code % 10 + (8 if code >= 90 else 0))
+            elif 40 <= code <= 47 or 100 <= code <= 107:
+                pen["bg"] = Color(indexed=code % 10 + (8 if code >= 100 else 0))
+            elif code in (39, 49):
+                pen["fg" if code == 39 else "bg"] = None
+            else:
+                raise AssertionError(f"tmux wrote SGR {code}, which this test does not know")
+    return trimmed(cells)
+
+
+@pytest.mark.parametrize(("name", "offset"), screens("text"))
+def test_fixture_text_matches_tmux(
+    name: str, offset: int, tmux_screens: dict[tuple[str, int], TmuxScreen]
+) -> None:
+    view = fixture_screen(name, offset).view(True)
+    assert [line.rstrip() for line in view.lines] == [
+        line.rstrip() for line in tmux_screens[name, offset].lines
+    ]
     assert view.styled_lines is not None
-    assert [texts(line).rstrip() for line in view.styled_lines] == expected
+    assert [texts(line).rstrip() for line in view.styled_lines] == list(view.lines)
+
+
+@pytest.mark.parametrize(("name", "offset"), screens("styles"))
+def test_fixture_styles_match_tmux(
+    name: str, offset: int, tmux_screens: dict[tuple[str, int], TmuxScreen]
+) -> None:
+    styled = fixture_screen(name, offset).view(True).styled_lines
+    sgr_lines = tmux_screens[name, offset].sgr_lines
+    assert styled is not None and len(styled) == len(sgr_lines)
+    pen: dict[str, Any] = {}
+    for row, (ours, sgr_line) in enumerate(zip(styled, sgr_lines, strict=True)):
+        mine, theirs = wsh_cells(ours), tmux_cells(sgr_line, pen)
+        if ERASED_TAIL in TMUX_CHOICES.get(name, {}) and mine[: len(theirs)] == theirs:
+            tail = mine[len(theirs) :]
+            # Blanks with nothing on them but a background.
+            if all(char == " " and pen[0] == "bg" and not any(pen[2:]) for char, pen in tail):
+                continue
+        assert mine == theirs, f"row {row}"
+
+
+@pytest.mark.parametrize(("name", "offset"), screens("cursor"))
+def test_fixture_cursor_and_screen_match_tmux(
+    name: str, offset: int, tmux_screens: dict[tuple[str, int], TmuxScreen]
+) -> None:
+    theirs = tmux_screens[name, offset]
+    view = fixture_screen(name, offset).view(False)
+    row, col = theirs.cursor
+    if PENDING_WRAP in TMUX_CHOICES.get(name, {}) and col == theirs.cols:
+        col -= 1
+    assert (view.cursor.row, view.cursor.col) == (row, col)
+    assert view.cursor.visible == theirs.cursor_visible
+    assert view.alternate_screen == theirs.alternate_screen
+    assert (view.rows, view.cols) == (theirs.rows, theirs.cols)
+
+
+def test_fixtures_cover_both_screens_and_stay_small(
+    tmux_screens: dict[tuple[str, int], TmuxScreen],
+) -> None:
+    assert {screen.alternate_screen for screen in tmux_screens.values()} == {True, False}
+    assert {(screen.rows, screen.cols) for screen in tmux_screens.values()} > {(24, 80)}
+    for name in PROGRAMS:
+        assert MANIFEST[name]["size"] <= 64 * 1024, name
 
 
 @pytest.mark.parametrize("name", PROGRAMS)
-def test_captured_program_fed_in_random_chunks(name: str) -> None:
-    data, expected = captured(name)
-    whole = fed(data)
+def test_fixture_fed_in_random_chunks(name: str) -> None:
+    data, size = recorded(name), MANIFEST[name]
+    whole = fed(data, rows=size["rows"], cols=size["cols"])
     rng = random.Random(name)
     for _ in range(3):
-        pieces = fed(*random_chunks(data, rng))
-        plain = pieces.view(False)
-        assert [line.rstrip() for line in plain.lines] == expected
+        pieces = fed(*random_chunks(data, rng), rows=size["rows"], cols=size["cols"])
+        assert pieces.view(False) == whole.view(False)
         assert pieces.view(True) == whole.view(True)
         assert every_line(pieces, True) == every_line(whole, True)
-
-
-def test_top_is_on_the_alternate_screen_and_the_others_are_not() -> None:
-    assert fed(captured("top")[0]).alternate_screen
-    for name in PROGRAMS:
-        if name != "top":
-            assert not fed(captured(name)[0]).view(False).alternate_screen, name
 
 
 # --- alternate screen ----------------------------------------------------------
