@@ -19,6 +19,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+import wsh
 from wsh import cli
 from wsh.cli import (
     Spinner,
@@ -33,6 +34,7 @@ from wsh.cli import (
     session_row,
     to_dict,
 )
+from wsh.client import WshRpcError
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 Ctx = grpc.ServicerContext
@@ -158,26 +160,80 @@ def test_server_row() -> None:
         latency_ms=1.25,
         last_error="hostname taken",
     )
+    # A latency from before it was rejected says nothing about now.
     assert server_row(member) == [
         "-",
         "http://10.0.0.2:7600",
         "rejected",
         "member",
         "0",
-        "1.2ms",
+        "-",
         "hostname taken",
     ]
+    healthy = hub_pb2.Server(
+        hostname="b1", health=hub_pb2.SERVER_HEALTH_HEALTHY, role=hub_pb2.SERVER_ROLE_MEMBER
+    )
+    assert server_row(healthy)[5] == "-"  # no heartbeat measured yet
+    healthy.latency_ms = 1.25
+    assert server_row(healthy)[5] == "1.2ms"
+
+
+def test_server_row_error_is_one_short_line() -> None:
+    error = "failed to connect to all addresses;\n last error: UNKNOWN: ipv4:127.0.0.1:1: " * 3
+    down = hub_pb2.Server(
+        address="http://h:1", health=hub_pb2.SERVER_HEALTH_UNAVAILABLE, last_error=error
+    )
+    cell = server_row(down)[6]
+    assert "\n" not in cell and len(cell) == 60 and cell.endswith("\u2026")
+    assert cell.startswith("failed to connect to all addresses; last error: UNKNOWN")
+    table = format_table(cli.SERVER_HEADERS, [server_row(down)])
+    assert len(table.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ""),
+        ("short", "short"),
+        ("a\n  b\r\nc", "a b c"),
+        ("x" * 60, "x" * 60),
+        ("x" * 61, "x" * 59 + "\u2026"),
+        ("evil\x1b]52", "evil\ufffd]52"),
+    ],
+)
+def test_one_line(text: str, expected: str) -> None:
+    assert cli.one_line(text) == expected
 
 
 def test_to_dict_keeps_proto_names_and_defaults() -> None:
     session = types_pb2.Session(name="a", last_activity_ms=5, state=types_pb2.SESSION_STATE_EXITED)
     data = to_dict(session)
     assert data["name"] == "a"
-    assert data["last_activity_ms"] == "5"  # uint64 is a string in proto3 JSON
+    assert data["last_activity_ms"] == 5  # a number, though proto3 JSON writes a string
     assert data["state"] == "SESSION_STATE_EXITED"
     assert data["pid"] == 0  # defaults are printed, so scripts can rely on keys
     assert "exit_code" not in data  # unset optional stays absent
     json.dumps(data)
+
+
+def test_to_dict_gives_64_bit_integers_back_as_numbers() -> None:
+    idle = types_pb2.Idle(
+        session="a", generation=2**40, screen=types_pb2.Screen(generation=7, lines=["x"])
+    )
+    assert to_dict(idle)["generation"] == 2**40
+    assert to_dict(idle)["screen"]["generation"] == 7
+    listed = hub_pb2.ListSessionsResponse(
+        sessions=[session("a", generation=3), session("b", generation=4)],
+        missing_servers=[hub_pb2.Server(hostname="b2", latency_ms=1.5)],
+    )
+    data = to_dict(listed)
+    assert [s["generation"] for s in data["sessions"]] == [3, 4]
+    assert data["missing_servers"][0]["latency_ms"] == 1.5
+    # Well-known types keep their own JSON form.
+    stamped = types_pb2.Session(name="t", generation=1)
+    stamped.created_at.FromSeconds(0)
+    assert to_dict(stamped)["created_at"] == "1970-01-01T00:00:00Z"
+    assert json.loads(json.dumps(to_dict(stamped)))["generation"] == 1
 
 
 def span(text: str, **style: Any) -> types_pb2.StyledSpan:
@@ -269,12 +325,12 @@ def parse(*argv: str) -> argparse.Namespace:
         (
             ["idle", "s"],
             "_cmd_idle",
-            {"timeout_ms": 500, "max_wait_ms": 0, "last_generation": None, "fresh": False},
+            {"quiet_ms": 500, "max_wait_ms": 0, "last_generation": None, "fresh": False},
         ),
         (
-            ["idle", "s", "--timeout-ms", "100", "--max-wait-ms", "9000", "--fresh"],
+            ["idle", "s", "--quiet-ms", "100", "--max-wait-ms", "9000", "--fresh"],
             "_cmd_idle",
-            {"timeout_ms": 100, "max_wait_ms": 9000, "fresh": True},
+            {"quiet_ms": 100, "max_wait_ms": 9000, "fresh": True},
         ),
         (["idle", "s", "--last-generation", "7"], "_cmd_idle", {"last_generation": 7}),
         (["race"], "_cmd_race", {"tag": None, "all": False, "last_session": ""}),
@@ -290,7 +346,7 @@ def parse(*argv: str) -> argparse.Namespace:
                 "--last-generation",
                 "3",
                 "--all",
-                "--timeout-ms",
+                "--quiet-ms",
                 "50",
             ],
             "_cmd_race",
@@ -300,10 +356,10 @@ def parse(*argv: str) -> argparse.Namespace:
                 "last_server": "b1",
                 "last_generation": 3,
                 "all": True,
-                "timeout_ms": 50,
+                "quiet_ms": 50,
             },
         ),
-        (["run", "s", r"make\n", "--timeout-ms", "800"], "_cmd_run", {"timeout_ms": 800}),
+        (["run", "s", r"make\n", "--quiet-ms", "800"], "_cmd_run", {"quiet_ms": 800}),
         (["kill", "s"], "_cmd_kill", {"name": "s"}),
         (["rename", "s", "t"], "_cmd_rename", {"name": "s", "new_name": "t"}),
         (
@@ -338,14 +394,15 @@ def test_parse_commands(argv: list[str], handler: str, expected: dict[str, Any])
 
 
 def test_global_options_before_or_after_the_command() -> None:
-    before = parse("--addr", "h:1", "--json", "--timeout", "2.5", "--token", "t", "list")
-    after = parse("list", "--addr", "h:1", "--json", "--timeout", "2.5", "--token", "t")
+    before = parse("--addr", "h:1", "--json", "--deadline-s", "2.5", "--token", "t", "list")
+    after = parse("list", "--addr", "h:1", "--json", "--deadline-s", "2.5", "--token", "t")
     for args in (before, after):
-        assert (args.addr, args.json, args.timeout, args.token) == ("h:1", True, 2.5, "t")
+        assert (args.addr, args.json, args.deadline_s, args.token) == ("h:1", True, 2.5, "t")
     # A subcommand must not reset what was given before it.
     assert parse("--json", "servers", "add", "http://h:1").json is True
+    assert parse("--deadline-s", "3", "idle", "s").deadline_s == 3
     defaults = parse("list")
-    assert (defaults.addr, defaults.json, defaults.timeout, defaults.token) == (
+    assert (defaults.addr, defaults.json, defaults.deadline_s, defaults.token) == (
         None,
         False,
         None,
@@ -368,7 +425,9 @@ def test_tls_options_parse() -> None:
         ["create", "--env", "=v"],
         ["resize", "s", "-1", "5"],
         ["resize", "s", "5"],
-        ["idle", "s", "--timeout-ms", "4294967296"],
+        ["idle", "s", "--quiet-ms", "4294967296"],
+        ["idle", "s", "--timeout-ms", "-1"],
+        ["list", "--deadline-s", "0"],
         ["list", "--timeout", "0"],
         ["servers", "frobnicate"],
     ],
@@ -429,7 +488,10 @@ class Hub(hub_pb2_grpc.HubServiceServicer):
 
     calls: list[tuple[str, Any, dict[str, str]]] = field(default_factory=list)
     add_health: hub_pb2.ServerHealth = hub_pb2.SERVER_HEALTH_HEALTHY
+    add_error: grpc.Status | None = None
     race_then_deadline: bool = False
+    missing: list[hub_pb2.Server] = field(default_factory=list)
+    registered: list[hub_pb2.Server] = field(default_factory=list)
 
     def _record(self, method: str, request: Any, context: Ctx) -> None:
         metadata = {k: str(v) for k, v in context.invocation_metadata()}
@@ -453,7 +515,7 @@ class Hub(hub_pb2_grpc.HubServiceServicer):
             session("build", tags=["ci"], state=types_pb2.SESSION_STATE_RUNNING),
             session("old-job", state=types_pb2.SESSION_STATE_EXITED, exit_code=1),
         ]
-        return hub_pb2.ListSessionsResponse(sessions=sessions)
+        return hub_pb2.ListSessionsResponse(sessions=sessions, missing_servers=self.missing)
 
     def GetSession(
         self, request: hub_pb2.GetSessionRequest, context: Ctx
@@ -503,6 +565,8 @@ class Hub(hub_pb2_grpc.HubServiceServicer):
         self, request: hub_pb2.AddServerRequest, context: Ctx
     ) -> hub_pb2.AddServerResponse:
         self._record("AddServer", request, context)
+        if self.add_error is not None:
+            context.abort_with_status(self.add_error)
         server = hub_pb2.Server(
             hostname="b1",
             address=request.address,
@@ -528,7 +592,7 @@ class Hub(hub_pb2_grpc.HubServiceServicer):
             health=hub_pb2.SERVER_HEALTH_HEALTHY,
             role=hub_pb2.SERVER_ROLE_LOCAL,
         )
-        return hub_pb2.ListServersResponse(servers=[local])
+        return hub_pb2.ListServersResponse(servers=[local, *self.registered])
 
     def ReloadConfig(
         self, request: hub_pb2.ReloadConfigRequest, context: Ctx
@@ -543,7 +607,7 @@ class Running:
     addr: str
 
     def run(self, *argv: str) -> int:
-        return main(["--addr", self.addr, "--timeout", "5", *argv])
+        return main(["--addr", self.addr, "--deadline-s", "5", *argv])
 
 
 @pytest.fixture
@@ -570,8 +634,9 @@ def test_list_prints_a_table(hub: Running, capsys: pytest.CaptureFixture[str]) -
 def test_list_json(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
     assert hub.run("--json", "list") == 0
     data = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in data] == ["build", "old-job"]
-    assert data[1]["exit_code"] == 1
+    assert [s["name"] for s in data["sessions"]] == ["build", "old-job"]
+    assert data["sessions"][1]["exit_code"] == 1
+    assert data["missing_servers"] == []
 
 
 def test_create_sends_every_field(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
@@ -619,7 +684,7 @@ def test_styled_json_asks_for_spans(hub: Running, capsys: pytest.CaptureFixture[
 
 
 def test_run_waits_past_its_input(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
-    assert hub.run("run", "build", r"make\n", "--timeout-ms", "300") == 0
+    assert hub.run("run", "build", r"make\n", "--quiet-ms", "300") == 0
     assert capsys.readouterr().out == "$ make\ndone\n"
     (sent,) = hub.hub.requests("SendInput")
     (waited,) = hub.hub.requests("AwaitIdle")
@@ -630,7 +695,7 @@ def test_run_waits_past_its_input(hub: Running, capsys: pytest.CaptureFixture[st
 def test_idle_json(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
     assert hub.run("--json", "idle", "build", "--last-generation", "4", "--fresh") == 0
     data = json.loads(capsys.readouterr().out)
-    assert (data["session"], data["generation"]) == ("build", "5")
+    assert (data["session"], data["generation"]) == ("build", 5)
     (request,) = hub.hub.requests("AwaitIdle")
     assert request.fresh and request.last_generation == 4
 
@@ -648,7 +713,7 @@ def test_race_all_json_lines(hub: Running, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_error_output(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--addr", hub.addr, "--token", "tok-SECRET-1", "get", "nope"]) == 1
+    assert main(["--addr", hub.addr, "--token", "tok-SECRET-1", "get", "nope"]) == 3
     captured = capsys.readouterr()
     assert captured.err == "wsh: error: SESSION_NOT_FOUND: Session 'nope' not found.\n"
     assert "SECRET" not in captured.out + captured.err
@@ -659,7 +724,7 @@ def test_connection_refused_names_the_address(
     unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     addr = f"127.0.0.1:{unused_tcp_port}"
-    assert main(["--addr", addr, "--timeout", "5", "list"]) == 1
+    assert main(["--addr", addr, "--deadline-s", "5", "list"]) == 5
     err = capsys.readouterr().err
     assert err.startswith(f"wsh: error: UNAVAILABLE: cannot reach a wsh server at {addr}")
     assert "wsh server" in err and "--addr" in err
@@ -702,8 +767,10 @@ def test_servers_add_waits_and_succeeds(hub: Running, capsys: pytest.CaptureFixt
 
 def test_servers_add_rejected_fails(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
     hub.hub.add_health = hub_pb2.SERVER_HEALTH_REJECTED
-    assert hub.run("servers", "add", "http://b1:7600") == 1
-    assert "rejected: self loop" in capsys.readouterr().err
+    assert hub.run("servers", "add", "http://b1:7600") == 8
+    err = capsys.readouterr().err
+    assert "b1 (http://b1:7600) was rejected: self loop" in err
+    assert "hint: to remove it: wsh servers remove http://b1:7600" in err
     assert not hub.hub.requests("AddServer")[0].HasField("token")
 
 
@@ -726,3 +793,213 @@ def test_servers_reload(hub: Running, capsys: pytest.CaptureFixture[str]) -> Non
     captured = capsys.readouterr()
     assert captured.out.splitlines()[1].split() == ["added", "http://n:1"]
     assert "wsh: warning: odd entry" in captured.err
+
+
+# --- Help, version, exit statuses, JSON errors --------------------------------------
+
+
+def subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from subparsers(sub)
+
+
+class Grabbed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def server_parser(monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """The parser ``wsh.server.parse_args`` builds, caught as it starts parsing."""
+    from wsh import server
+
+    def grab(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise Grabbed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    with pytest.raises(Grabbed) as caught:
+        server.parse_args([])
+    return caught.value.parser
+
+
+def test_every_option_has_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsers = [*subparsers(build_parser()), server_parser(monkeypatch)]
+    assert len(parsers) > 20
+    missing = [
+        f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+        for parser in parsers
+        for action in parser._actions
+        # Renamed options are hidden on purpose; subcommand lists carry their own help.
+        if not isinstance(action, cli._Renamed | argparse._SubParsersAction)
+        and not (action.help and action.help != argparse.SUPPRESS)
+    ]
+    assert missing == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"wsh {wsh.__version__}\n"
+
+
+def test_help_lists_server_and_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    commands = out.split("positional arguments:")[1].split("options:")[0]
+    assert "    server " in commands
+    statuses = out.split("exit status:")[1]
+    codes = [int(line.split()[0]) for line in statuses.splitlines()[1:12]]
+    assert codes == [code for code, _ in cli.EXIT_STATUSES]
+    assert len(set(codes)) == len(codes)
+
+
+@pytest.mark.parametrize("command", ["idle", "race", "run"])
+def test_idle_help_says_what_idle_means(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "printed nothing for --quiet-ms milliseconds" in out
+    assert "sleep 3" in out and "looks idle" in out
+    for bound in ("--quiet-ms MS", "--max-wait-ms MS", "--deadline-s S"):
+        assert bound in out
+    assert "--timeout" not in out  # the old names are hidden
+
+
+def test_server_after_global_options_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--json", "server", "--listen", "x"]) == 2
+    assert "wsh server --help" in capsys.readouterr().err
+
+
+def test_renamed_options_still_work_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("--timeout", "2", "idle", "s", "--timeout-ms", "100")
+    assert (args.deadline_s, args.quiet_ms) == (2, 100)
+    assert capsys.readouterr().err.splitlines() == [
+        "wsh: warning: --timeout is deprecated, use --deadline-s",
+        "wsh: warning: --timeout-ms is deprecated, use --quiet-ms",
+    ]
+    # The new names print nothing.
+    parse("--deadline-s", "2", "run", "s", "x", "--quiet-ms", "100")
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "status"),
+    [
+        (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND", 3),
+        (grpc.StatusCode.NOT_FOUND, "SERVER_NOT_FOUND", 3),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "IDLE_TIMEOUT", 4),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "", 4),
+        (grpc.StatusCode.UNAVAILABLE, "", 5),
+        (grpc.StatusCode.UNAVAILABLE, "SERVER_UNAVAILABLE", 5),
+        (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID", 6),
+        (grpc.StatusCode.PERMISSION_DENIED, "IP_FORBIDDEN", 6),
+        (grpc.StatusCode.INVALID_ARGUMENT, "NAME_INVALID", 1),
+        (grpc.StatusCode.ALREADY_EXISTS, "SESSION_EXISTS", 1),
+    ],
+)
+def test_exit_status(code: grpc.StatusCode, reason: str, status: int) -> None:
+    assert cli.exit_status(WshRpcError(code, reason, "m")) == status
+
+
+def test_json_error_on_stderr(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    assert hub.run("--json", "get", "nope") == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert json.loads(captured.err) == {
+        "code": "NOT_FOUND",
+        "reason": "SESSION_NOT_FOUND",
+        "message": "Session 'nope' not found.",
+        "metadata": {},
+    }
+
+
+def test_json_errors_for_local_failures(
+    unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--json", "--addr", f"127.0.0.1:{unused_tcp_port}", "info"]) == 5
+    error = json.loads(capsys.readouterr().err)
+    assert (error["code"], error["reason"]) == ("UNAVAILABLE", "")
+    assert "wsh server" in error["hint"]
+    assert main(["--json", "--addr", "ftp://h", "info"]) == 2
+    error = json.loads(capsys.readouterr().err)
+    assert (error["code"], error["reason"]) == ("INVALID_ARGUMENT", "USAGE")
+    assert main(["--json", "--ca-file", "/nonexistent/ca.pem", "info"]) == 1
+    error = json.loads(capsys.readouterr().err)
+    assert error["reason"] == "FILE_UNREADABLE" and "/nonexistent/ca.pem" in error["message"]
+
+
+# --- list: what it could not see; servers add: what became of the backend ----------
+
+DOWN = hub_pb2.Server(
+    hostname="b2",
+    address="http://10.0.0.3:7600",
+    health=hub_pb2.SERVER_HEALTH_UNAVAILABLE,
+    role=hub_pb2.SERVER_ROLE_MEMBER,
+    last_error="connection refused\n" + "details " * 20,
+)
+
+
+def test_list_warns_about_missing_servers(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    hub.hub.missing = [
+        DOWN,
+        hub_pb2.Server(address="http://new:1", health=hub_pb2.SERVER_HEALTH_CONNECTING),
+    ]
+    assert hub.run("list") == 0
+    captured = capsys.readouterr()
+    assert "build" in captured.out
+    first, second = captured.err.splitlines()
+    assert first.startswith(
+        "wsh: warning: sessions of b2 (http://10.0.0.3:7600) not listed: "
+        "unavailable: connection refused details"
+    )
+    assert first.endswith("\u2026")
+    assert second == "wsh: warning: sessions of http://new:1 not listed: connecting"
+    assert hub.run("--json", "list") == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    data = json.loads(captured.out)
+    assert [s["hostname"] for s in data["missing_servers"]] == ["b2", ""]
+    assert data["missing_servers"][0]["health"] == "SERVER_HEALTH_UNAVAILABLE"
+
+
+def test_spinner_shows_a_status(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = FakeTTY()
+    answers = iter(["connecting", "unavailable: refused"])
+    with Spinner("adding x", stream=stream, interval=0.01, status=lambda: next(answers, "done")):
+        time.sleep(0.3)
+    out = stream.getvalue()
+    assert "adding x (0s): connecting\x1b[K" in out
+    assert "adding x (0s): unavailable: refused\x1b[K" in out
+
+
+def test_servers_add_not_healthy_is_kept(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    hub.hub.add_health = hub_pb2.SERVER_HEALTH_UNAVAILABLE
+    assert hub.run("servers", "add", "http://b1:7600", "--wait-timeout-ms", "1500") == 7
+    err = capsys.readouterr().err
+    assert "wsh: error: b1 (http://b1:7600) is not healthy after 1s: unavailable" in err
+    assert "IS registered" in err and "keeps retrying" in err
+    assert "wsh servers remove http://b1:7600" in err
+    assert hub.run("--json", "servers", "add", "http://b1:7600") == 7
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["health"] == "SERVER_HEALTH_UNAVAILABLE"
+    error = json.loads(captured.err)
+    assert (error["code"], error["reason"]) == ("UNAVAILABLE", "SERVER_NOT_HEALTHY")
+    assert error["metadata"] == {"address": "http://b1:7600", "health": "unavailable"}
+
+
+def test_servers_add_again_names_the_registered_one(
+    hub: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.hub.add_error = error_info(
+        grpc.StatusCode.ALREADY_EXISTS,
+        "SERVER_ALREADY_REGISTERED",
+        "Backend http://10.0.0.3:7600 is already registered.",
+    )
+    hub.hub.registered = [DOWN]
+    assert hub.run("servers", "add", "http://10.0.0.3:7600/") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "wsh: error: SERVER_ALREADY_REGISTERED: b2 (http://10.0.0.3:7600) is already "
+        "registered; it is unavailable: connection refused"
+    )
+    assert "hint: `wsh servers` shows its state; to remove it: wsh servers remove " in err

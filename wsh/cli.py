@@ -2,8 +2,8 @@
 
 ``wsh server ...`` runs a server (see ``wsh server --help``); every other
 command is a client call. Output is aligned text for people, or JSON with
-``--json`` for scripts. Exit status: 0 on success, 1 when a call fails, 2 on
-usage errors, 130 on Ctrl-C.
+``--json`` for scripts (:class:`Output` is the one place that chooses). Each
+kind of failure has its own exit status (:data:`EXIT_STATUSES`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from string import hexdigits
 from types import TracebackType
-from typing import Any, Self, TextIO
+from typing import Any, Self, TextIO, cast
 
 import grpc
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from wsh import __version__
 from wsh.client import DEFAULT_IDLE_MS, Client, WshRpcError
 from wsh.defaults import DEFAULT_ADDR
 from wsh.v1 import hub_pb2, types_pb2
@@ -32,8 +34,132 @@ from wsh.v1 import hub_pb2, types_pb2
 _Handler = Callable[[Client, argparse.Namespace], int]
 
 
-class UsageError(Exception):
+# --- Exit statuses -------------------------------------------------------------
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's own
+EXIT_NOT_FOUND = 3
+EXIT_TIMEOUT = 4
+EXIT_UNAVAILABLE = 5
+EXIT_AUTH = 6
+EXIT_NOT_HEALTHY = 7
+EXIT_REJECTED = 8
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+# 128 + SIGPIPE: what a shell reports for `cat`, `yes`... whose reader went
+# away, so `set -o pipefail` scripts see wsh like any other tool. (Python
+# ignores SIGPIPE and raises BrokenPipeError instead; its docs warn against
+# restoring SIG_DFL, which would also kill wsh on a broken gRPC socket.)
+EXIT_BROKEN_PIPE = 141
+
+EXIT_STATUSES = (
+    (EXIT_OK, "success"),
+    (EXIT_ERROR, "any other failure"),
+    (EXIT_USAGE, "usage error: bad arguments"),
+    (EXIT_NOT_FOUND, "not found: NOT_FOUND (no such session or server)"),
+    (EXIT_TIMEOUT, "timed out: IDLE_TIMEOUT (--max-wait-ms), DEADLINE_EXCEEDED (--deadline-s)"),
+    (EXIT_UNAVAILABLE, "unavailable: server unreachable, SERVER_UNAVAILABLE (a backend down)"),
+    (EXIT_AUTH, "not allowed: UNAUTHENTICATED, PERMISSION_DENIED"),
+    (EXIT_NOT_HEALTHY, "servers add: registered but not healthy yet; the hub keeps retrying"),
+    (EXIT_REJECTED, "servers add: the backend was rejected (self loop, hostname taken)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_BROKEN_PIPE, "standard output closed early (piped into head...)"),
+)
+
+_CODE_EXITS = {
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_TIMEOUT,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_AUTH,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_AUTH,
+}
+# Reasons first: they are the stable contract, whatever code carries them.
+_REASON_EXITS = {"IDLE_TIMEOUT": EXIT_TIMEOUT, "SERVER_UNAVAILABLE": EXIT_UNAVAILABLE}
+
+
+def exit_status(exc: WshRpcError) -> int:
+    """The exit status for a failed call."""
+    return _REASON_EXITS.get(exc.reason) or _CODE_EXITS.get(exc.code, EXIT_ERROR)
+
+
+class Failure(Exception):
+    """A command that failed, as reported to the user: text or a JSON object.
+
+    ``code`` is a gRPC status code name, ``reason`` the ErrorInfo reason (or
+    one of the CLI's own: ``USAGE``, ``FILE_UNREADABLE``, ``SERVER_NOT_HEALTHY``,
+    ``SERVER_REJECTED``); ``hint`` is a next step for a person.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "UNKNOWN",
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        hint: str = "",
+        exit_status: int = EXIT_ERROR,
+        labelled: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.hint = hint
+        self.exit_status = exit_status
+        self._labelled = labelled
+
+    def text(self) -> str:
+        """The ``wsh: error:`` line for a person, reason first when there is one."""
+        label = f"{self.reason or self.code}: " if self._labelled else ""
+        return f"wsh: error: {printable(label + self.message)}"
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "code": self.code,
+            "reason": self.reason,
+            "message": self.message,
+            "metadata": self.metadata,
+        }
+        if self.hint:
+            data["hint"] = self.hint
+        return data
+
+
+class UsageError(Failure):
     """A command line that parses but makes no sense; exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            code="INVALID_ARGUMENT",
+            reason="USAGE",
+            exit_status=EXIT_USAGE,
+            labelled=False,
+        )
+
+
+def rpc_failure(exc: WshRpcError, addr: str) -> Failure:
+    """How a failed call is reported, with a hint where the fix is known."""
+    if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.reason:
+        return Failure(
+            f"cannot reach a wsh server at {addr}: {exc.message}",
+            code=exc.code.name,
+            hint="start one with `wsh server`, or point --addr (or WSH_ADDR) at a running one",
+            exit_status=EXIT_UNAVAILABLE,
+        )
+    hint = ""
+    if exc.code == grpc.StatusCode.UNAUTHENTICATED:
+        hint = "pass the server's token with --token or WSH_TOKEN"
+    return Failure(
+        exc.message,
+        code=exc.code.name,
+        reason=exc.reason,
+        metadata=exc.metadata,
+        hint=hint,
+        exit_status=exit_status(exc),
+    )
 
 
 # --- Text in: escapes ----------------------------------------------------------
@@ -126,6 +252,12 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     )
 
 
+def one_line(text: str, limit: int = 60) -> str:
+    """``text`` on one printable line of at most ``limit`` characters, ``…`` where cut."""
+    flat = " ".join(printable(text.replace("\n", " ").replace("\r", " ")).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "\u2026"
+
+
 def format_details(pairs: Sequence[tuple[str, str]]) -> str:
     """``key: value`` lines with the values aligned."""
     width = max(len(key) for key, _ in pairs) + 1
@@ -179,18 +311,36 @@ def _health(server: hub_pb2.Server) -> str:
     return _word(hub_pb2.ServerHealth.Name(server.health), "SERVER_HEALTH_")
 
 
+def _latency(server: hub_pb2.Server) -> str:
+    # Only a healthy backend's last heartbeat says anything about now; 0 means
+    # none was measured yet.
+    measured = server.health == hub_pb2.SERVER_HEALTH_HEALTHY and server.latency_ms > 0
+    local = server.role == hub_pb2.SERVER_ROLE_LOCAL
+    return f"{server.latency_ms:.1f}ms" if measured and not local else "-"
+
+
 def server_row(server: hub_pb2.Server) -> list[str]:
-    """One ``servers`` table row."""
-    is_local = server.role == hub_pb2.SERVER_ROLE_LOCAL
+    """One ``servers`` table row; the error is shortened to one line."""
     return [
         server.hostname or "-",
         server.address,
         _health(server),
         _word(hub_pb2.ServerRole.Name(server.role), "SERVER_ROLE_"),
         str(server.session_count),
-        "-" if is_local else f"{server.latency_ms:.1f}ms",
-        server.last_error or "-",
+        _latency(server),
+        one_line(server.last_error) or "-",
     ]
+
+
+def server_label(server: hub_pb2.Server) -> str:
+    """``hostname (address)``, or the address while the hostname is unknown."""
+    return f"{server.hostname} ({server.address})" if server.hostname else server.address
+
+
+def server_status(server: hub_pb2.Server) -> str:
+    """``unavailable: connection refused``: health and the shortened last error."""
+    error = one_line(server.last_error)
+    return f"{_health(server)}: {error}" if error else _health(server)
 
 
 def session_details(session: types_pb2.Session) -> str:
@@ -215,9 +365,13 @@ def session_details(session: types_pb2.Session) -> str:
 
 def server_details(server: hub_pb2.Server) -> str:
     """Every field of a server, one per line."""
-    row = server_row(server)
+    row = server_row(server)[:-1]
     return format_details(
-        [*zip(map(str.lower, SERVER_HEADERS), row, strict=True), ("id", server.server_id)]
+        [
+            *zip(map(str.lower, SERVER_HEADERS), row, strict=False),
+            ("error", printable(server.last_error) or "-"),
+            ("id", server.server_id),
+        ]
     )
 
 
@@ -276,15 +430,99 @@ def render_lines(
     return out[: len(blank)]
 
 
+_INT64 = frozenset({FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64})
+
+
+def _int(value: object) -> object:
+    return int(value) if isinstance(value, str) else value
+
+
+def _numbers(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (``descriptor``'s JSON form) with 64-bit integers as JSON numbers.
+
+    Proto3's JSON mapping writes them as strings because JavaScript's numbers
+    lose precision past 2**53; every field here (generations, byte counts,
+    milliseconds) stays far below that, and a number is what a script expects.
+    Well-known types keep their own JSON forms (a Timestamp is a string).
+    """
+    for name, value in data.items():
+        field = descriptor.fields_by_name.get(name)
+        if field is None:
+            continue
+        repeated = isinstance(value, list)
+        if field.cpp_type in _INT64:
+            data[name] = [_int(v) for v in value] if repeated else _int(value)
+            continue
+        sub = field.message_type
+        if sub is None or sub.full_name.startswith("google.protobuf."):
+            continue
+        if sub.GetOptions().map_entry:
+            entry = sub.fields_by_name["value"]
+            if entry.cpp_type in _INT64:
+                data[name] = {k: _int(v) for k, v in value.items()}
+            elif entry.message_type is not None:
+                for item in value.values():
+                    _numbers(entry.message_type, item)
+        elif repeated:
+            for item in value:
+                _numbers(sub, item)
+        else:
+            _numbers(sub, value)
+    return data
+
+
 def to_dict(message: Message) -> dict[str, Any]:
-    """Proto3 JSON form of ``message``, field names as in the proto, defaults included."""
-    return MessageToDict(
+    """JSON form of ``message``: proto field names, defaults included, 64-bit ints as numbers."""
+    data = MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    return _numbers(cast(Descriptor, message.DESCRIPTOR), data)
 
 
-def _print_json(value: object, *, compact: bool = False) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=None if compact else 2), flush=True)
+class Output:
+    """Where results, warnings and errors go: the one place choosing text or JSON.
+
+    Text: results on stdout for people, warnings and errors as ``wsh:`` lines
+    on stderr. JSON: each result is one JSON document on stdout (one line
+    each when ``compact``, as ``race --all`` streams them), warnings are left
+    to the result document, and a failure is one JSON object on stderr.
+    """
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json = json_mode
+
+    def result(
+        self, data: Message | object, text: str | Sequence[str] | None, *, compact: bool = False
+    ) -> None:
+        """Print a result: ``data`` as JSON, or ``text`` (a string, or lines)."""
+        if self.json:
+            value = to_dict(data) if isinstance(data, Message) else data
+            print(json.dumps(value, ensure_ascii=False, indent=None if compact else 2))
+        elif isinstance(text, str):
+            print(text)
+        elif text is not None:
+            for line in text:
+                print(line)
+        # Streams (race --all) must reach a reader as each result comes.
+        sys.stdout.flush()
+
+    def warning(self, text: str) -> None:
+        """Something a person should know; in JSON mode the result carries it."""
+        if not self.json:
+            print(f"wsh: warning: {printable(text)}", file=sys.stderr)
+
+    def error(self, failure: Failure) -> None:
+        if self.json:
+            print(json.dumps(failure.to_json(), ensure_ascii=False), file=sys.stderr)
+            return
+        print(failure.text(), file=sys.stderr)
+        for line in failure.hint.splitlines():
+            print(f"hint: {line}", file=sys.stderr)
+
+
+def _out(args: argparse.Namespace) -> Output:
+    out: Output = args.output
+    return out
 
 
 def _colour(args: argparse.Namespace) -> bool:
@@ -294,47 +532,37 @@ def _colour(args: argparse.Namespace) -> bool:
 def _screen_format(args: argparse.Namespace) -> str:
     # Styled spans cost the server more to render; only ask when they will be
     # shown in colour or handed to a script.
-    return "styled" if args.styled and (args.json or _colour(args)) else "plain"
+    return "styled" if args.styled and (_out(args).json or _colour(args)) else "plain"
 
 
-def _print_screen(screen: types_pb2.Screen, args: argparse.Namespace) -> None:
-    for line in render_lines(screen.lines, screen.styled_lines, _colour(args)):
-        print(line)
+def _screen_lines(screen: types_pb2.Screen, args: argparse.Namespace) -> list[str]:
+    return render_lines(screen.lines, screen.styled_lines, _colour(args))
 
 
 def _print_idle(
-    idle: types_pb2.Idle, args: argparse.Namespace, *, header: bool, compact: bool = False
+    idle: types_pb2.Idle,
+    args: argparse.Namespace,
+    *,
+    header: bool,
+    compact: bool = False,
+    gap: bool = False,
 ) -> None:
-    if args.json:
-        _print_json(to_dict(idle), compact=compact)
-        return
+    lines = _screen_lines(idle.screen, args)
     if header:
-        print(f"{printable(idle.server)}/{printable(idle.session)}  generation {idle.generation}")
-    _print_screen(idle.screen, args)
-    sys.stdout.flush()
+        title = f"{printable(idle.server)}/{printable(idle.session)}  generation {idle.generation}"
+        lines[:0] = ["", title] if gap else [title]
+    _out(args).result(idle, lines, compact=compact)
 
 
 def _show_session(session: types_pb2.Session, args: argparse.Namespace) -> int:
-    if args.json:
-        _print_json(to_dict(session))
-    else:
-        print(session_details(session))
-    return 0
-
-
-def _show_server(server: hub_pb2.Server, args: argparse.Namespace) -> int:
-    if args.json:
-        _print_json(to_dict(server))
-    else:
-        print(server_details(server))
-    return 0
+    _out(args).result(session, session_details(session))
+    return EXIT_OK
 
 
 def _done(args: argparse.Namespace) -> int:
     # Scripts parsing --json output get a value even from calls returning nothing.
-    if args.json:
-        _print_json({})
-    return 0
+    _out(args).result({}, None)
+    return EXIT_OK
 
 
 # --- Waiting -------------------------------------------------------------------
@@ -344,14 +572,27 @@ class Spinner:
     """A spinner with elapsed time on ``stream`` (stderr) while a call blocks.
 
     It only draws when the stream is a terminal, and erases itself on exit.
+    ``status``, when given, is called from the spinner's thread every
+    ``status_interval`` seconds and its answer shown after the message; it
+    must not raise.
     """
 
     _FRAMES = "|/-\\"
 
-    def __init__(self, message: str, stream: TextIO | None = None, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        message: str,
+        stream: TextIO | None = None,
+        interval: float = 0.1,
+        *,
+        status: Callable[[], str] | None = None,
+        status_interval: float = 0.2,
+    ) -> None:
         self._message = message
         self._stream = stream if stream is not None else sys.stderr
         self._interval = interval
+        self._status = status
+        self._status_interval = status_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -363,9 +604,16 @@ class Spinner:
 
     def _spin(self) -> None:
         start = time.monotonic()
+        detail = ""
+        polled = -self._status_interval
         for frame in itertools.cycle(self._FRAMES):
-            elapsed = int(time.monotonic() - start)
-            self._stream.write(f"\r{frame} {self._message} ({elapsed}s)")
+            now = time.monotonic() - start
+            if self._status is not None and now - polled >= self._status_interval:
+                polled = now
+                detail = self._status()
+            line = f"{frame} {self._message} ({int(now)}s)" + (f": {detail}" if detail else "")
+            # Erase to the end of the line: the status may have got shorter.
+            self._stream.write(f"\r{line}\x1b[K")
             self._stream.flush()
             if self._stop.wait(self._interval):
                 return
@@ -417,12 +665,13 @@ def _cmd_create(client: Client, args: argparse.Namespace) -> int:
 
 
 def _cmd_list(client: Client, args: argparse.Namespace) -> int:
-    sessions = client.list_sessions(server=args.server, tags=args.tag or ())
-    if args.json:
-        _print_json([to_dict(session) for session in sessions])
-    else:
-        print(format_table(SESSION_HEADERS, map(session_row, sessions)))
-    return 0
+    response = client.list_sessions_response(server=args.server, tags=args.tag or ())
+    out = _out(args)
+    # JSON: the response as it is, {"sessions": [...], "missing_servers": [...]}.
+    out.result(response, format_table(SESSION_HEADERS, map(session_row, response.sessions)))
+    for server in response.missing_servers:
+        out.warning(f"sessions of {server_label(server)} not listed: {server_status(server)}")
+    return EXIT_OK
 
 
 def _cmd_get(client: Client, args: argparse.Namespace) -> int:
@@ -431,18 +680,14 @@ def _cmd_get(client: Client, args: argparse.Namespace) -> int:
 
 def _cmd_send(client: Client, args: argparse.Namespace) -> int:
     sent = client.send_input(args.name, _input_bytes(args), server=args.server)
-    if args.json:
-        _print_json(to_dict(sent))
-    return 0
+    _out(args).result(sent, None)
+    return EXIT_OK
 
 
 def _cmd_screen(client: Client, args: argparse.Namespace) -> int:
     screen = client.get_screen(args.name, server=args.server, format=_screen_format(args))
-    if args.json:
-        _print_json(to_dict(screen))
-    else:
-        _print_screen(screen, args)
-    return 0
+    _out(args).result(screen, _screen_lines(screen, args))
+    return EXIT_OK
 
 
 def _cmd_scrollback(client: Client, args: argparse.Namespace) -> int:
@@ -453,12 +698,8 @@ def _cmd_scrollback(client: Client, args: argparse.Namespace) -> int:
         limit=args.limit,
         format=_screen_format(args),
     )
-    if args.json:
-        _print_json(to_dict(page))
-    else:
-        for line in render_lines(page.lines, page.styled_lines, _colour(args)):
-            print(line)
-    return 0
+    _out(args).result(page, render_lines(page.lines, page.styled_lines, _colour(args)))
+    return EXIT_OK
 
 
 def _cmd_idle(client: Client, args: argparse.Namespace) -> int:
@@ -466,21 +707,21 @@ def _cmd_idle(client: Client, args: argparse.Namespace) -> int:
         idle = client.await_idle(
             args.name,
             server=args.server,
-            timeout_ms=args.timeout_ms,
+            timeout_ms=args.quiet_ms,
             max_wait_ms=args.max_wait_ms,
             last_generation=args.last_generation,
             fresh=args.fresh,
             format=_screen_format(args),
         )
     _print_idle(idle, args, header=False)
-    return 0
+    return EXIT_OK
 
 
 def _cmd_race(client: Client, args: argparse.Namespace) -> int:
     stream = client.race_idle(
         tags=args.tag or (),
         server=args.server,
-        timeout_ms=args.timeout_ms,
+        timeout_ms=args.quiet_ms,
         max_wait_ms=args.max_wait_ms,
         last_session=args.last_session,
         last_server=args.last_server,
@@ -498,17 +739,15 @@ def _cmd_race(client: Client, args: argparse.Namespace) -> int:
                 # With --all the stream ends by running out of max-wait once
                 # nothing new settles: that is the normal end, not a failure.
                 if shown and exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    return 0
+                    return EXIT_OK
                 raise
             if idle is None:
-                return 0
-            if shown and not args.json:
-                print()
+                return EXIT_OK
             # One JSON object per line, so a consumer can act on each as it comes.
-            _print_idle(idle, args, header=True, compact=args.all)
+            _print_idle(idle, args, header=True, compact=args.all, gap=shown > 0)
             shown += 1
             if not args.all:
-                return 0
+                return EXIT_OK
 
 
 def _cmd_run(client: Client, args: argparse.Namespace) -> int:
@@ -517,13 +756,13 @@ def _cmd_run(client: Client, args: argparse.Namespace) -> int:
         idle = client.run(
             args.name,
             data,
-            args.timeout_ms,
+            args.quiet_ms,
             server=args.server,
             max_wait_ms=args.max_wait_ms,
             format=_screen_format(args),
         )
     _print_idle(idle, args, header=False)
-    return 0
+    return EXIT_OK
 
 
 def _cmd_kill(client: Client, args: argparse.Namespace) -> int:
@@ -553,32 +792,113 @@ def _cmd_resize(client: Client, args: argparse.Namespace) -> int:
 
 def _cmd_servers_list(client: Client, args: argparse.Namespace) -> int:
     servers = client.list_servers()
-    if args.json:
-        _print_json([to_dict(server) for server in servers])
-    else:
-        print(format_table(SERVER_HEADERS, map(server_row, servers)))
-    return 0
+    text = format_table(SERVER_HEADERS, map(server_row, servers))
+    _out(args).result([to_dict(server) for server in servers], text)
+    return EXIT_OK
 
 
 def _cmd_servers_get(client: Client, args: argparse.Namespace) -> int:
-    return _show_server(client.get_server(args.hostname), args)
+    server = client.get_server(args.hostname)
+    _out(args).result(server, server_details(server))
+    return EXIT_OK
+
+
+def find_server(servers: Iterable[hub_pb2.Server], address: str) -> hub_pb2.Server | None:
+    """The registered server at ``address`` (a trailing ``/`` aside)."""
+    wanted = address.rstrip("/")
+    return next((s for s in servers if s.address.rstrip("/") == wanted), None)
+
+
+def _add_progress(client: Client, address: str) -> Callable[[], str]:
+    """What the spinner of ``servers add`` shows: the backend's health as the hub sees it."""
+
+    def status() -> str:
+        try:
+            # Short: a slow answer only delays the next spinner frame.
+            server = find_server(client.list_servers(timeout=2.0), address)
+        except WshRpcError:
+            return ""
+        return server_status(server) if server is not None else "registering"
+
+    return status
+
+
+def _remove_hint(server: hub_pb2.Server) -> str:
+    # By address: a rejected backend may carry a hostname that is not its own
+    # (a self loop has the hub's), which `remove HOST` would refuse.
+    return f"to remove it: wsh servers remove {server.address}"
+
+
+def _already_registered(client: Client, exc: WshRpcError, address: str) -> Failure:
+    failure = rpc_failure(exc, client.addr)
+    registered = exc.metadata.get("address") or address
+    try:
+        server = find_server(client.list_servers(), registered)
+    except WshRpcError:
+        server = None
+    if server is None:
+        return failure
+    failure.message = f"{server_label(server)} is already registered; it is {server_status(server)}"
+    failure.metadata["health"] = _health(server)
+    failure.hint = f"`wsh servers` shows its state; {_remove_hint(server)}"
+    return failure
+
+
+def _not_healthy(server: hub_pb2.Server, waited_ms: int) -> Failure:
+    metadata = {"address": server.address, "health": _health(server)}
+    if server.health == hub_pb2.SERVER_HEALTH_REJECTED:
+        return Failure(
+            f"{server_label(server)} was rejected: {server.last_error or 'no reason given'}",
+            code="FAILED_PRECONDITION",
+            reason="SERVER_REJECTED",
+            metadata=metadata,
+            hint="the hub will not retry it, nor save it in its config file, but lists it "
+            f"until removed;\n{_remove_hint(server)}",
+            exit_status=EXIT_REJECTED,
+            labelled=False,
+        )
+    return Failure(
+        f"{server_label(server)} is not healthy after {human_ms(waited_ms)}: "
+        f"{server_status(server)}",
+        code="UNAVAILABLE",
+        reason="SERVER_NOT_HEALTHY",
+        metadata=metadata,
+        hint="it IS registered and saved in the hub's config file: the hub keeps retrying in "
+        f"the background and `wsh servers` shows its health;\n{_remove_hint(server)}",
+        exit_status=EXIT_NOT_HEALTHY,
+        labelled=False,
+    )
+
+
+# The hub's default and cap for AddServer's wait_timeout_ms.
+_ADD_WAIT_DEFAULT_MS = 10_000
+_ADD_WAIT_CAP_MS = 120_000
 
 
 def _cmd_servers_add(client: Client, args: argparse.Namespace) -> int:
     wait = not args.no_wait
-    with Spinner(f"connecting to {args.address}") if wait else contextlib.nullcontext():
-        server = client.add_server(
-            args.address,
-            token=args.backend_token,
-            wait=wait,
-            wait_timeout_ms=args.wait_timeout_ms,
-        )
-    _show_server(server, args)
+    waiting = (
+        Spinner(f"adding {args.address}", status=_add_progress(client, args.address))
+        if wait
+        else contextlib.nullcontext()
+    )
+    try:
+        with waiting:
+            server = client.add_server(
+                args.address,
+                token=args.backend_token,
+                wait=wait,
+                wait_timeout_ms=args.wait_timeout_ms,
+            )
+    except WshRpcError as exc:
+        if exc.reason == "SERVER_ALREADY_REGISTERED":
+            raise _already_registered(client, exc, args.address) from None
+        raise
+    _out(args).result(server, server_details(server))
     if wait and server.health != hub_pb2.SERVER_HEALTH_HEALTHY:
-        problem = f": {server.last_error}" if server.last_error else ""
-        _error(f"{printable(args.address)} is {_health(server)}{printable(problem)}")
-        return 1
-    return 0
+        waited = min(args.wait_timeout_ms or _ADD_WAIT_DEFAULT_MS, _ADD_WAIT_CAP_MS)
+        raise _not_healthy(server, waited)
+    return EXIT_OK
 
 
 def _cmd_servers_remove(client: Client, args: argparse.Namespace) -> int:
@@ -592,9 +912,6 @@ def _cmd_servers_remove(client: Client, args: argparse.Namespace) -> int:
 
 def _cmd_servers_reload(client: Client, args: argparse.Namespace) -> int:
     result = client.reload_config()
-    if args.json:
-        _print_json(to_dict(result))
-        return 0
     changes = [
         (verb, address)
         for verb, addresses in (
@@ -604,31 +921,28 @@ def _cmd_servers_reload(client: Client, args: argparse.Namespace) -> int:
         )
         for address in addresses
     ]
-    print(format_table(("CHANGE", "ADDRESS"), changes) if changes else "no changes")
+    out = _out(args)
+    out.result(result, format_table(("CHANGE", "ADDRESS"), changes) if changes else "no changes")
     for warning in result.warnings:
-        print(f"wsh: warning: {printable(warning)}", file=sys.stderr)
-    return 0
+        out.warning(warning)
+    return EXIT_OK
 
 
 def _cmd_info(client: Client, args: argparse.Namespace) -> int:
     info = client.get_server_info()
-    if args.json:
-        _print_json(to_dict(info))
-        return 0
     uptime_ms = info.uptime.ToMilliseconds() if info.HasField("uptime") else 0
     started = info.started_at.ToJsonString() if info.HasField("started_at") else "-"
-    print(
-        format_details(
-            [
-                ("hostname", info.hostname),
-                ("server_id", info.server_id),
-                ("version", info.version),
-                ("uptime", human_ms(uptime_ms)),
-                ("started", started),
-            ]
-        )
+    text = format_details(
+        [
+            ("hostname", info.hostname),
+            ("server_id", info.server_id),
+            ("version", info.version),
+            ("uptime", human_ms(uptime_ms)),
+            ("started", started),
+        ]
     )
-    return 0
+    _out(args).result(info, text)
+    return EXIT_OK
 
 
 # --- Parser --------------------------------------------------------------------
@@ -666,6 +980,29 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+class _Renamed(argparse.Action):
+    """An old option name: hidden from --help, still works, says its new name on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new_name: str, **kw: Any):
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)
+        self.new_name = new_name
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"wsh: warning: {option_string} is deprecated, use {self.new_name}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _renamed(parser: argparse._ActionsContainer, old: str, new: str, **kw: Any) -> None:
+    # SUPPRESS: the new option's default must win when the old one is absent.
+    parser.add_argument(old, action=_Renamed, new_name=new, default=argparse.SUPPRESS, **kw)
+
+
 def _global_options(*, nested: bool, token: bool = True) -> argparse.ArgumentParser:
     """Connection and output options, accepted before and after the command name.
 
@@ -695,15 +1032,20 @@ def _global_options(*, nested: bool, token: bool = True) -> argparse.ArgumentPar
     group.add_argument("--client-cert", default=default(None), help="PEM client certificate (mTLS)")
     group.add_argument("--client-key", default=default(None), help="PEM client key (mTLS)")
     group.add_argument(
-        "--json", action="store_true", default=default(False), help="print JSON for scripts"
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="results as JSON on stdout, a failure as one JSON object on stderr",
     )
     group.add_argument(
-        "--timeout",
+        "--deadline-s",
         type=_seconds,
         default=default(None),
         metavar="SECONDS",
-        help="deadline of each call (default: none)",
+        help="client-side deadline of each call: past it the call is cancelled, "
+        "DEADLINE_EXCEEDED (default: none)",
     )
+    _renamed(group, "--timeout", "--deadline-s", type=_seconds, dest="deadline_s")
     return parser
 
 
@@ -722,18 +1064,37 @@ def _add_styled(parser: argparse.ArgumentParser) -> None:
     )
 
 
+IDLE_EPILOG = """\
+"Idle" means the session printed nothing for --quiet-ms milliseconds. It does
+not mean the program finished: one that is silent for longer (a `sleep 3`, a
+slow build step) looks idle too; raise --quiet-ms for it.
+
+Bounds:
+  --quiet-ms MS      the silence that counts as idle (default 500)
+  --max-wait-ms MS   the server gives up when no idle moment came within this:
+                     IDLE_TIMEOUT, exit status 4 (default: the server's, 30000;
+                     at most 300000)
+  --deadline-s S     this command gives up after S seconds whatever the server
+                     does: DEADLINE_EXCEEDED, exit status 4 (default: none);
+                     keep it above --max-wait-ms to see the server's answer
+"""
+
+
 def _add_idle_options(parser: argparse.ArgumentParser, *, full: bool) -> None:
     parser.add_argument(
-        "--timeout-ms",
+        "--quiet-ms",
         type=_uint32,
         default=DEFAULT_IDLE_MS,
-        help="quiet time that counts as settled (default: %(default)s)",
+        metavar="MS",
+        help="idle means no output for this long (default: %(default)s)",
     )
+    _renamed(parser, "--timeout-ms", "--quiet-ms", type=_uint32, dest="quiet_ms")
     parser.add_argument(
         "--max-wait-ms",
         type=_uint32,
         default=0,
-        help="give up after this long (default: the server's, 30000)",
+        metavar="MS",
+        help="fail with IDLE_TIMEOUT if not idle within this long (default: the server's, 30000)",
     )
     if full:
         parser.add_argument(
@@ -742,7 +1103,7 @@ def _add_idle_options(parser: argparse.ArgumentParser, *, full: bool) -> None:
             help="generation already seen: wait for newer activity first",
         )
         parser.add_argument(
-            "--fresh", action="store_true", help="always wait a full --timeout-ms of silence"
+            "--fresh", action="store_true", help="always wait a full --quiet-ms of silence"
         )
     _add_styled(parser)
 
@@ -758,21 +1119,53 @@ def _add_text(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stdin", action="store_true", help="send standard input's bytes")
 
 
+def _main_epilog() -> str:
+    statuses = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_STATUSES)
+    return f"""\
+exit status:
+{statuses}
+
+With --json, a result is JSON on stdout and a failure one JSON object on stderr:
+  {{"code": "NOT_FOUND", "reason": "SESSION_NOT_FOUND", "message": "...", "metadata": {{...}}}}
+(plus "hint" when there is one); usage errors (2) are argparse's text.
+
+Start a server with `wsh server` (see `wsh server --help`).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``wsh`` argument parser (``wsh server`` is dispatched before it)."""
+    """The ``wsh`` argument parser (``wsh server ...`` is handed over before it)."""
     parser = argparse.ArgumentParser(
         prog="wsh",
         description="Terminal sessions on real PTYs, for agents and people.",
-        epilog="Start a server with `wsh server` (see `wsh server --help`).",
+        epilog=_main_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_global_options(nested=False)],
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     shared = [_global_options(nested=True)]
 
-    def command(name: str, handler: _Handler, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=shared)
+    def command(
+        name: str, handler: _Handler, help: str, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=shared,
+        )
         sub.set_defaults(handler=handler)
         return sub
+
+    # Listed for --help; main() hands `wsh server ...` to wsh.server first.
+    commands.add_parser(
+        "server", help="run a server (its options: wsh server --help)", add_help=False
+    ).set_defaults(handler=None)
 
     sub = command("create", _cmd_create, "start a session")
     sub.add_argument("name", metavar="NAME", nargs="?", default="", help="default: server picks")
@@ -786,7 +1179,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--tag", action="append", metavar="T", help="tag (repeatable)")
 
-    sub = command("list", _cmd_list, "list sessions")
+    sub = command(
+        "list",
+        _cmd_list,
+        "list sessions",
+        epilog="Servers whose sessions could not be listed (not healthy) are named in a "
+        "warning\non stderr; with --json the output is "
+        '{"sessions": [...], "missing_servers": [...]}.',
+    )
     sub.add_argument("--tag", action="append", metavar="T", help="having any of these tags")
     _add_server_option(sub, "only this server's sessions (default: whole cluster)")
 
@@ -806,11 +1206,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=_uint32, default=0, help="lines (default: 100)")
     _add_styled(sub)
 
-    sub = command("idle", _cmd_idle, "wait until a session settles, then print its screen")
+    sub = command(
+        "idle",
+        _cmd_idle,
+        "wait until a session goes quiet (idle), then print its screen",
+        IDLE_EPILOG,
+    )
     _add_session(sub)
     _add_idle_options(sub, full=True)
 
-    sub = command("race", _cmd_race, "print the first session to settle")
+    sub = command(
+        "race",
+        _cmd_race,
+        "print the first session to go quiet (idle)",
+        IDLE_EPILOG + "\nWith --all the stream ends, exit status 0, once nothing more goes idle\n"
+        "within --max-wait-ms.\n",
+    )
     sub.add_argument("--tag", action="append", metavar="T", help="sessions having any of these")
     _add_server_option(sub, "only this server's sessions (default: whole cluster)")
     _add_idle_options(sub, full=True)
@@ -820,7 +1231,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--last-server", default="", help="server of --last-session")
     sub.add_argument("--all", action="store_true", help="keep printing sessions as they settle")
 
-    sub = command("run", _cmd_run, "send input, wait until settled, print the screen")
+    sub = command(
+        "run",
+        _cmd_run,
+        "send input, wait until the session goes quiet, print the screen",
+        IDLE_EPILOG + "\nOnly output after the input counts: the wait starts at its generation.\n",
+    )
     _add_session(sub)
     _add_text(sub)
     _add_idle_options(sub, full=False)
@@ -838,33 +1254,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("resize", _cmd_resize, "change a session's size")
     _add_session(sub)
-    sub.add_argument("rows", metavar="ROWS", type=_uint32)
-    sub.add_argument("cols", metavar="COLS", type=_uint32)
+    sub.add_argument("rows", metavar="ROWS", type=_uint32, help="new height in lines")
+    sub.add_argument("cols", metavar="COLS", type=_uint32, help="new width in columns")
 
     servers = command("servers", _cmd_servers_list, "list and manage the cluster's servers")
     actions = servers.add_subparsers(dest="servers_command", metavar="ACTION")
     # The backend's own --token must not collide with the one for this server.
     nested = [_global_options(nested=True, token=False)]
 
-    def action(name: str, handler: _Handler, help: str) -> argparse.ArgumentParser:
-        sub = actions.add_parser(name, help=help, description=help, parents=nested)
+    def action(
+        name: str, handler: _Handler, help: str, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=nested,
+        )
         sub.set_defaults(handler=handler)
         return sub
 
     action("list", _cmd_servers_list, "list servers (the default)")
-    action("get", _cmd_servers_get, "show one server").add_argument("hostname", metavar="HOST")
-    sub = action("add", _cmd_servers_add, "register a backend and wait until it is healthy")
+    sub = action("get", _cmd_servers_get, "show one server")
+    sub.add_argument("hostname", metavar="HOST", help="the server's hostname")
+    sub = action(
+        "add",
+        _cmd_servers_add,
+        "register a backend and wait until it is healthy",
+        "If it is not healthy in time it stays registered (and saved in the hub's\n"
+        "config file), the hub keeps retrying, and the exit status is 7; a rejected\n"
+        "backend (self loop, hostname taken) exits with 8. Either way\n"
+        "`wsh servers remove ADDRESS` drops it.",
+    )
     sub.add_argument("address", metavar="ADDRESS", help="http[s]://host:port[/prefix]")
     sub.add_argument("--token", dest="backend_token", help="the backend's bearer token")
     sub.add_argument("--no-wait", action="store_true", help="return at once (CONNECTING)")
     sub.add_argument(
-        "--wait-timeout-ms", type=_uint32, default=0, help="how long to wait (default: 10000)"
+        "--wait-timeout-ms",
+        type=_uint32,
+        default=0,
+        metavar="MS",
+        help="how long to wait for it to be healthy (default: 10000; at most 120000)",
     )
     sub = action("remove", _cmd_servers_remove, "deregister a backend")
     sub.add_argument(
         "host_or_address",
         metavar="HOST_OR_ADDRESS",
-        help="hostname, or the address while the hostname is unknown",
+        help="hostname, or the address (always works, also while the hostname is unknown)",
     )
     action("reload", _cmd_servers_reload, "reload backends from the config file")
 
@@ -875,60 +1313,69 @@ def build_parser() -> argparse.ArgumentParser:
 # --- Entry point ---------------------------------------------------------------
 
 
-def _error(message: str) -> None:
-    print(f"wsh: error: {message}", file=sys.stderr)
-
-
-def _report(exc: WshRpcError, addr: str) -> None:
-    if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.reason:
-        _error(f"UNAVAILABLE: cannot reach a wsh server at {addr}: {exc.message}")
-        print(
-            "hint: start one with `wsh server`, or point --addr (or WSH_ADDR) at a running one",
-            file=sys.stderr,
+def _client(args: argparse.Namespace) -> Client:
+    try:
+        return Client(
+            args.addr,
+            token=args.token,
+            ca_file=args.ca_file,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+            timeout=args.deadline_s,
         )
-        return
-    _error(printable(str(exc)))
-    if exc.code == grpc.StatusCode.UNAUTHENTICATED:
-        print("hint: pass the server's token with --token or WSH_TOKEN", file=sys.stderr)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise Failure(
+            f"cannot read {exc.filename}: {exc.strerror}",
+            code="FAILED_PRECONDITION",
+            reason="FILE_UNREADABLE",
+            labelled=False,
+        ) from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``wsh`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["server"]:
         # Imported here so that client commands never load the server's stack.
         from wsh.server import main as server_main
 
         return server_main(argv[1:])
+    parser = build_parser()
     try:
-        try:
-            args = build_parser().parse_args(argv)
-        except SystemExit as exc:  # argparse exits on --help and on usage errors
-            return exc.code if isinstance(exc.code, int) else 0
-        try:
-            client = Client(
-                args.addr,
-                token=args.token,
-                ca_file=args.ca_file,
-                client_cert=args.client_cert,
-                client_key=args.client_key,
-                timeout=args.timeout,
-            )
-        except ValueError as exc:
-            _error(str(exc))
-            return 2
-        except OSError as exc:
-            _error(f"cannot read {exc.filename}: {exc.strerror}")
-            return 1
-        with client:
+        # Known args only: `wsh --json server --listen x` is refused below
+        # with a better message than "unrecognized arguments: --listen".
+        args, unknown = parser.parse_known_args(argv)
+        if unknown and args.handler is not None:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    out = args.output = Output(args.json)
+    try:
+        if args.handler is None:
+            raise UsageError("`server` takes its own options, after it: wsh server --help")
+        with _client(args) as client:
             try:
                 handler: _Handler = args.handler
                 return handler(client, args)
-            except UsageError as exc:
-                _error(str(exc))
-                return 2
             except WshRpcError as exc:
-                _report(exc, client.addr)
-                return 1
+                raise rpc_failure(exc, client.addr) from None
+    except Failure as failure:
+        out.error(failure)
+        return failure.exit_status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``wsh`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    try:
+        status = _run(list(sys.argv[1:] if argv is None else argv))
+        # Inside the try: a reader that went away shows here, not at exit.
+        sys.stdout.flush()
+        return status
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # What the Python docs advise: point stdout at /dev/null so that the
+        # interpreter's own flush at exit does not fail (and print) again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
