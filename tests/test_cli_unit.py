@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import sys
 import time
 import types
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -1003,3 +1005,10 @@ def test_servers_add_again_names_the_registered_one(
         "registered; it is unavailable: connection refused"
     )
     assert "hint: `wsh servers` shows its state; to remove it: wsh servers remove " in err
+
+
+def test_readme_lists_the_exit_statuses() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The `wsh` command")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)
+    assert [int(code) for code in rows] == [code for code, _ in cli.EXIT_STATUSES]
