@@ -10,7 +10,8 @@ Run as ``python -m tests.fake_backend CONFIG_JSON``; it serves on
     ``silent`` (never sends anything), ``identity-only`` (identity, then
     nothing), ``heartbeat-first`` (a heartbeat instead of its identity),
     ``flood`` (identity, inventory, then upserts of ever new sessions, as fast
-    as the hub takes them).
+    as the hub takes them), ``echo`` (fails at once with :func:`evil_text`:
+    escape sequences, a forged log line and the token the hub presented).
 ``sessions``
     the inventory: a list of ``types_pb2.Session`` as dicts (json_format).
 ``generated``
@@ -115,6 +116,8 @@ class FakeLink(backend_pb2_grpc.BackendServiceServicer):
 
         reader = asyncio.get_running_loop().create_task(read())
         try:
+            if self.mode == "echo":
+                await context.abort(grpc.StatusCode.INTERNAL, evil_text(context))
             if self.mode == "silent":
                 await asyncio.sleep(3600)
                 return
@@ -149,6 +152,22 @@ def rich_abort_metadata(code: grpc.StatusCode, reason: str, message: str) -> Any
 
 
 ANSI = "\x1b[2J\x1b[31mpwned\x1b]0;title\x07\r\n"
+# Starts a line of its own in a log that takes text raw; tests look for it.
+FORGED = "FORGED-LOG-LINE 2026-01-01 00:00:00,000 WARNING wsh.server: all is well"
+
+
+def presented_token(context: Any) -> str:
+    """The token the caller presented (a lying backend may echo it back)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value).removeprefix("Bearer ")
+    return ""
+
+
+def evil_text(context: Any) -> str:
+    """What a hostile backend puts in an error: escape sequences, a newline
+    that forges a log line, and the caller's own token."""
+    return f"failed {ANSI}token={presented_token(context)}\n{FORGED}\x1b[0m"
 
 
 class LyingHub(hub_pb2_grpc.HubServiceServicer):
@@ -162,7 +181,8 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
     anything else: a plausible answer that claims server ``elsewhere``.
     ListSessions and RaceIdle lie by tag: ``bad-names`` (invalid session
     names), ``many`` (50,000 sessions), ``flood`` (idles without end),
-    ``hang`` (no answer at all); else sessions of server ``elsewhere``.
+    ``hang`` (no answer at all), ``echo`` (RaceIdle fails with
+    :func:`evil_text`); else sessions of server ``elsewhere``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -297,6 +317,8 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
     async def RaceIdle(self, request: Any, context: Any) -> AsyncIterator[Any]:
         self._called("RaceIdle")
         tags = set(request.tags)
+        if "echo" in tags:
+            await context.abort(grpc.StatusCode.INTERNAL, evil_text(context))
         if "bad-names" in tags:
             yield hub_pb2.RaceIdleResponse(idle=idle("a b\x1b[2J", "elsewhere"))
         elif "flood" in tags:

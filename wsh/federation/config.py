@@ -16,10 +16,11 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,17 +40,25 @@ from wsh.federation.ip_access import IpAccess
 from wsh.names import is_valid_hostname
 from wsh.text import printable, quote
 
-_SERVER_KEYS = frozenset({"address", "token"})
+_SERVER_KEYS = frozenset({"address", "token", "hostname"})
+# Backends one hub will register. Each costs a channel, a reconnect loop and
+# a config entry: 494 unreachable ones kept an idle hub at 51% of a core.
+DEFAULT_MAX_BACKENDS = 256
 _TLS_KEYS = frozenset({"ca_file", "client_cert", "client_key"})
 _IP_ACCESS_KEYS = frozenset({"allowlist", "blocklist"})
 
 
 @dataclass(frozen=True, slots=True)
 class ServerEntry:
-    """One ``[[servers]]`` entry; ``token`` is None when the entry has none."""
+    """One ``[[servers]]`` entry; ``token`` is None when the entry has none.
+
+    ``hostname`` is the name this address owns in the cluster (written back
+    when the hub first links to it): another backend claiming it is refused.
+    """
 
     address: str
     token: str | None = field(default=None, repr=False)
+    hostname: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +75,10 @@ class TlsConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     """The parsed config file. Tokens are kept out of ``repr`` so a logged
-    Config cannot leak them."""
+    Config cannot leak them. ``path`` is None for a server without a config
+    file (registrations then live in memory only)."""
 
-    path: Path
+    path: Path | None
     exists: bool = False
     hostname: str | None = None
     token: str | None = field(default=None, repr=False)
@@ -78,6 +88,7 @@ class Config:
     # None when the file has no [ip_access] section, so the server can warn
     # about an unprotected non-loopback hub; an empty section allows all.
     ip_access: IpAccess | None = None
+    max_backends: int = DEFAULT_MAX_BACKENDS
     warnings: tuple[str, ...] = ()
 
 
@@ -202,6 +213,14 @@ class _Checker:
             raise _config_error(self.path, f"{where} must be an array of strings")
         return list(value)
 
+    def positive_int(self, table: dict[str, object], key: str, where: str, default: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _config_error(self.path, f"{where} must be an integer, not {_type_name(value)}")
+        if value < 1:
+            raise _config_error(self.path, f"{where} must be at least 1")
+        return value
+
     def file_path(self, table: dict[str, object], key: str, where: str) -> Path | None:
         value = self.string(table, key, where)
         if value is None:
@@ -262,6 +281,9 @@ def _check_document(path: Path, document: TOMLDocument) -> Config:
         tls=tls,
         servers=tuple(_check_servers(check, raw)),
         ip_access=ip_access,
+        max_backends=check.positive_int(
+            server, "max_backends", "[server] max_backends", DEFAULT_MAX_BACKENDS
+        ),
         warnings=tuple(check.warnings),
     )
 
@@ -278,23 +300,68 @@ def _check_servers(check: _Checker, raw: dict[str, object]) -> Iterator[ServerEn
         address = check.string(entry, "address", f"{where}.address")
         if address is None:
             raise _config_error(check.path, f"{where} has no address")
-        yield ServerEntry(address=address, token=check.string(entry, "token", f"{where}.token"))
+        hostname = check.string(entry, "hostname", f"{where}.hostname")
+        if hostname is not None and not is_valid_hostname(hostname):
+            check.warnings.append(
+                f"config file {check.path}: {where}.hostname {quote(hostname)} is not a valid "
+                "hostname; ignored (the hub learns it again on the next link)"
+            )
+            hostname = None
+        yield ServerEntry(
+            address=address,
+            token=check.string(entry, "token", f"{where}.token"),
+            hostname=hostname,
+        )
 
 
 # --- Editing -----------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class AddEntry:
+    """Append a ``[[servers]]`` entry (unless one for the backend is there)."""
+
+    address: str
+    token: str | None = field(default=None, repr=False)
+    hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveEntry:
+    """Remove every ``[[servers]]`` entry for the backend."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetHostname:
+    """Record the hostname a backend owns in its ``[[servers]]`` entries."""
+
+    address: str
+    hostname: str
+
+
+Edit = AddEntry | RemoveEntry | SetHostname
+
+# The document as this process last wrote it, by real path, with the file's
+# identity then: parsing is most of the cost of an edit (tomlkit took 25 ms
+# of 30 for a file of 250 backends), and a file nobody else touched since
+# need not be parsed again. A stat that differs means someone edited it.
+_written: dict[str, tuple[tuple[int, int, int, int], TOMLDocument]] = {}
+
+
+def _file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @contextlib.contextmanager
-def _locked_document(path: Path) -> Iterator[tuple[Path, TOMLDocument]]:
-    """Lock the config against other writers and yield (real path, document).
+def _locked(target: Path) -> Iterator[None]:
+    """Lock the config against other writers.
 
     The lock is on a side file because the config itself is replaced on every
     write, and a lock on a replaced inode guards nothing. It serialises
     writers in this process (calls arrive on worker threads) and in others.
     """
-    # Write through a symlink rather than replacing it (dotfile managers
-    # link config files into place).
-    target = Path(os.path.realpath(path))
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock_fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -302,19 +369,29 @@ def _locked_document(path: Path) -> Iterator[tuple[Path, TOMLDocument]]:
         raise _write_error(target, exc) from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        try:
-            data = target.read_bytes()
-        except FileNotFoundError:
-            document = tomlkit.document()
-        except OSError as exc:
-            raise _config_error(target, f"cannot read it: {exc.strerror or exc}") from None
-        else:
-            document = _parse_toml(target, data)
-            # Refuse to edit a file the server could not load.
-            _check_document(target, document)
-        yield target, document
+        yield
     finally:
         os.close(lock_fd)
+
+
+def _read_document(target: Path) -> TOMLDocument:
+    """The file's document, from ``_written`` when the file is as we left it.
+    Call with the lock held."""
+    try:
+        with open(target, "rb") as file:
+            key = _file_key(os.fstat(file.fileno()))
+            cached = _written.get(str(target))
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            data = file.read()
+    except FileNotFoundError:
+        return tomlkit.document()
+    except OSError as exc:
+        raise _config_error(target, f"cannot read it: {exc.strerror or exc}") from None
+    document = _parse_toml(target, data)
+    # Refuse to edit a file the server could not load.
+    _check_document(target, document)
+    return document
 
 
 def _write_error(path: Path, exc: OSError) -> WshError:
@@ -352,6 +429,7 @@ def _write_atomically(path: Path, text: str) -> None:
         raise _write_error(path, exc) from None
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical(address: str) -> str:
     """The canonical URL of a valid address, or the stripped text of an invalid
     one (so a bad entry can still be found and removed)."""
@@ -361,63 +439,102 @@ def _canonical(address: str) -> str:
         return address.strip()
 
 
-def add_server(path: Path, address: str, token: str | None = None) -> bool:
-    """Append a ``[[servers]]`` entry for ``address`` (canonical form) to the
-    config file, creating the file and its directory if needed.
+def _entries_for(servers: Array | AoT, url: str) -> list[int]:
+    return [
+        index
+        for index, entry in enumerate(servers)
+        if _canonical(str(entry.get("address", ""))) == url
+    ]
 
-    Returns False, leaving the file untouched, when an entry for the same
-    backend is already there. Raises ``ADDRESS_INVALID`` for a bad address,
-    ``CONFIG_INVALID`` when the existing file is broken (it is never
-    overwritten then) and ``CONFIG_WRITE_FAILED`` when writing fails.
-    """
-    url = parse_backend_address(address).url
-    with _locked_document(path) as (target, document):
-        servers = document.get("servers")
-        if servers is not None and any(
-            _canonical(str(entry.get("address", ""))) == url for entry in servers
-        ):
+
+def _apply(document: TOMLDocument, edit: Edit) -> bool:
+    servers = document.get("servers")
+    if isinstance(edit, AddEntry):
+        url = parse_backend_address(edit.address).url
+        if servers is not None and _entries_for(servers, url):
             return False
         # A file using the inline form "servers = [{...}]" keeps to it.
         entry: Table | InlineTable = (
             tomlkit.inline_table() if isinstance(servers, Array) else tomlkit.table()
         )
         entry["address"] = url
-        if token:
-            entry["token"] = token
+        if edit.token:
+            entry["token"] = edit.token
+        if edit.hostname:
+            entry["hostname"] = edit.hostname
         if isinstance(servers, Array | AoT):
             servers.append(entry)
         else:
             document["servers"] = tomlkit.aot()
             document["servers"].append(entry)
-        _write_atomically(target, document.as_string())
         return True
+    if servers is None:
+        return False
+    doomed = _entries_for(servers, _canonical(edit.address))
+    if isinstance(edit, SetHostname):
+        changed = False
+        for index in doomed:
+            if servers[index].get("hostname") != edit.hostname:
+                servers[index]["hostname"] = edit.hostname
+                changed = True
+        return changed
+    for index in reversed(doomed):
+        del servers[index]
+    if not servers:
+        # tomlkit would leave "servers = []" at the top of the file.
+        del document["servers"]
+    return bool(doomed)
+
+
+def edit_servers(path: Path, edits: Sequence[Edit]) -> list[bool]:
+    """Apply ``edits`` to the config's ``[[servers]]`` in order, under one lock,
+    with one read and at most one write; returns, for each edit, whether it
+    changed anything.
+
+    The file and its directory are created for an :class:`AddEntry` only.
+    Raises ``ADDRESS_INVALID`` for an AddEntry with a bad address (nothing is
+    written then), ``CONFIG_INVALID`` when the existing file is broken (it is
+    never overwritten then) and ``CONFIG_WRITE_FAILED`` when writing fails.
+    """
+    for edit in edits:
+        if isinstance(edit, AddEntry):
+            parse_backend_address(edit.address)
+    # Write through a symlink rather than replacing it (dotfile managers
+    # link config files into place).
+    target = Path(os.path.realpath(path))
+    if not target.exists() and not any(isinstance(e, AddEntry) for e in edits):
+        return [False] * len(edits)
+    with _locked(target):
+        document = _read_document(target)
+        try:
+            results = [_apply(document, edit) for edit in edits]
+            if any(results):
+                _write_atomically(target, document.as_string())
+                _written[str(target)] = (_file_key(os.stat(target)), document)
+        except BaseException:
+            # The document may be half edited: read the file afresh next time.
+            _written.pop(str(target), None)
+            raise
+        return results
+
+
+def add_server(
+    path: Path, address: str, token: str | None = None, hostname: str | None = None
+) -> bool:
+    """Append a ``[[servers]]`` entry for ``address`` (canonical form) to the
+    config file, creating the file and its directory if needed.
+
+    Returns False, leaving the file untouched, when an entry for the same
+    backend is already there. Raises like :func:`edit_servers`.
+    """
+    return edit_servers(path, [AddEntry(address, token, hostname)])[0]
 
 
 def remove_server(path: Path, address: str) -> bool:
     """Remove every ``[[servers]]`` entry for ``address`` (compared in canonical
     form) from the config file. Returns False when there was none (or no
-    file). Raises like :func:`add_server`."""
-    wanted = _canonical(address)
-    if not Path(os.path.realpath(path)).exists():
-        return False
-    with _locked_document(path) as (target, document):
-        servers = document.get("servers")
-        if servers is None:
-            return False
-        doomed = [
-            index
-            for index, entry in enumerate(servers)
-            if _canonical(str(entry.get("address", ""))) == wanted
-        ]
-        if not doomed:
-            return False
-        for index in reversed(doomed):
-            del servers[index]
-        if not servers:
-            # tomlkit would leave "servers = []" at the top of the file.
-            del document["servers"]
-        _write_atomically(target, document.as_string())
-        return True
+    file). Raises like :func:`edit_servers`."""
+    return edit_servers(path, [RemoveEntry(address)])[0]
 
 
 def diff_servers(running: dict[str, str | None], wanted: list[ServerEntry]) -> ServerDiff:

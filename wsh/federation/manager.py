@@ -17,11 +17,12 @@ from wsh.errors import Kind, WshError
 from wsh.federation import config as config_file
 from wsh.federation.address import parse_backend_address
 from wsh.federation.auth import check_bearer_token, resolve_token
-from wsh.federation.config import Config, ServerEntry
+from wsh.federation.config import AddEntry, Config, Edit, RemoveEntry, ServerEntry, SetHostname
 from wsh.federation.ip_access import IpAccess
 from wsh.federation.link import BackendLink, TlsFiles
 from wsh.federation.registry import Backend, Health, Registry
 from wsh.identity import ServerIdentity
+from wsh.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,52 @@ class ReloadResult:
     warnings: list[str] = field(default_factory=list)
 
 
+class _ConfigWriter:
+    """Config write-back on a worker thread, one write at a time, coalesced:
+    the edits that arrive while a write is under way go out together in the
+    next one (one lock, one read, one atomic replace)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._pending: list[tuple[Edit, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, edit: Edit) -> asyncio.Future[bool]:
+        """Queue ``edit``; the future tells whether it changed the file, or
+        raises the write's WshError."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        if self.path is None:
+            done.set_result(False)
+            return done
+        self._pending.append((edit, done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain(self.path), name="config-write-back")
+        return done
+
+    async def _drain(self, path: Path) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await asyncio.to_thread(
+                    config_file.edit_servers, path, [edit for edit, _ in batch]
+                )
+            except WshError as err:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(err)
+                continue
+            for (_, done), changed in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(changed)
+
+    async def close(self) -> None:
+        """Let queued edits reach the file."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+
 class Federation:
     """The backends of this hub and the config file that lists them."""
 
@@ -46,9 +93,12 @@ class Federation:
         self._config = config
         self._own_token = own_token
         self._links: dict[Backend, BackendLink] = {}
+        self._writer = _ConfigWriter(config.path)
+        self._told_not_persisted = False
 
     @property
-    def config_path(self) -> Path:
+    def config_path(self) -> Path | None:
+        """None when registrations live in memory only (no config file)."""
         return self._config.path
 
     def _ip_access(self) -> IpAccess:
@@ -64,8 +114,11 @@ class Federation:
     def _resolve(self, token: str | None) -> str | None:
         return resolve_token(token, self._config.default_token, self._own_token)
 
-    async def _admit(self, address: str, token: str | None) -> Backend:
-        """Check an address from any way in and start linking to it."""
+    async def _admit(self, address: str, token: str | None, owned: str | None = None) -> Backend:
+        """Check an address from any way in and start linking to it.
+
+        ``owned`` is the hostname its config entry says it owns.
+        """
         parsed = parse_backend_address(address)
         existing = self.registry.by_address(parsed)
         if existing is not None:
@@ -77,13 +130,36 @@ class Federation:
                 + ".",
                 {"address": parsed.url},
             )
+        limit = self._config.max_backends
+        if len(self.registry) >= limit:
+            raise WshError(
+                Kind.RESOURCE_EXHAUSTED,
+                "TOO_MANY_BACKENDS",
+                f"This hub has {len(self.registry)} backends registered, its limit; remove "
+                "one first, or raise [server] max_backends in the config and restart.",
+                {"limit": str(limit)},
+            )
         await self._ip_access().check_address(parsed)
         resolved = self._resolve(token)
         if resolved:
             check_bearer_token(resolved)
         backend = Backend(address=parsed, token=resolved)
+        if owned:
+            owner = self.registry.owner_of(owned)
+            if owner is None:
+                # Shown, and routed to (UNAVAILABLE), under its name until it links.
+                backend.hostname = backend.owned = owned
+            else:
+                log.warning(
+                    "config backends %s and %s both own hostname %r; the first keeps it",
+                    owner.address.url,
+                    parsed.url,
+                    owned,
+                )
         # Made first: unreadable TLS files must not leave a backend without a link.
-        link = BackendLink(backend, self.registry, self.identity, self._ip_access, self._tls())
+        link = BackendLink(
+            backend, self.registry, self.identity, self._ip_access, self._tls(), self._owned
+        )
         self.registry.add(backend)
         self._links[backend] = link
         link.start()
@@ -93,11 +169,21 @@ class Federation:
         """Link to every backend in the config file; bad entries are logged and skipped."""
         for warning in self._config.warnings:
             log.warning("%s", warning)
+        if self.config_path is None:
+            log.info("no config file: backends added now are kept for this run only")
+        else:
+            log.info("config file: %s", self.config_path)
         for entry in self._config.servers:
             try:
-                await self._admit(entry.address, entry.token)
+                await self._admit(entry.address, entry.token, entry.hostname)
             except WshError as err:
-                log.warning("config backend %s skipped: %s", entry.address, err.message)
+                log.warning("config backend %s skipped: %s", printable(entry.address), err.message)
+
+    def _owned(self, backend: Backend) -> None:
+        """A backend linked for the first time: its name is recorded as its own."""
+        log.info("backend %s owns hostname %s", backend.address.url, backend.owned)
+        written = self._writer.submit(SetHostname(backend.address.url, backend.owned))
+        written.add_done_callback(_log_write_failure)
 
     async def add_server(
         self, address: str, token: str | None, *, wait: bool, wait_timeout_s: float
@@ -112,10 +198,14 @@ class Federation:
             await self._wait_settled(backend, wait_timeout_s or DEFAULT_WAIT_S)
             if backend.health is Health.REJECTED:
                 return backend
-        try:
-            await asyncio.to_thread(
-                config_file.add_server, self.config_path, backend.address.url, token
+        if self.config_path is None and not self._told_not_persisted:
+            self._told_not_persisted = True
+            log.warning(
+                "backends added to this server are not saved: it has no config file "
+                "(it listens on a random port); start it with --config FILE to keep them"
             )
+        try:
+            await self._writer.submit(AddEntry(backend.address.url, token, backend.owned or None))
         except WshError:
             await self._drop(backend)
             raise
@@ -139,7 +229,7 @@ class Federation:
             )
         backend = self.registry.find(hostname, address)
         await self._drop(backend)
-        await asyncio.to_thread(config_file.remove_server, self.config_path, backend.address.url)
+        await self._writer.submit(RemoveEntry(backend.address.url))
         return backend
 
     async def _drop(self, backend: Backend) -> None:
@@ -151,6 +241,8 @@ class Federation:
     async def reload(self) -> ReloadResult:
         """Make the registry match the config file: add, remove, update tokens
         (and the TLS settings of https backends)."""
+        if self.config_path is None:
+            return ReloadResult(warnings=["this server has no config file to reload"])
         fresh = await asyncio.to_thread(config_file.load_config, self.config_path)
         tls_changed = fresh.tls != self._config.tls
         self._config = fresh
@@ -161,9 +253,13 @@ class Federation:
         ]
         # The first entry for a backend wins, as in diff_servers.
         own_tokens: dict[str, str | None] = {}
+        owned: dict[str, str | None] = {}
         for entry in fresh.servers:
             if _valid(entry.address):
-                own_tokens.setdefault(parse_backend_address(entry.address).url, entry.token)
+                url = parse_backend_address(entry.address).url
+                own_tokens.setdefault(url, entry.token)
+                owned.setdefault(url, entry.hostname)
+        self._reown(owned, result)
         diff = config_file.diff_servers(running, wanted)
         if tls_changed:
             # New trust roots or client certificate: https backends link afresh.
@@ -181,19 +277,39 @@ class Federation:
         for entry in diff.updated:
             await self._drop(self.registry.find(address=entry.address))
             try:
-                await self._admit(entry.address, own_tokens.get(entry.address))
+                await self._admit(
+                    entry.address, own_tokens.get(entry.address), owned.get(entry.address)
+                )
             except WshError as err:
                 result.warnings.append(f"{entry.address}: {err.message}")
                 continue
             result.updated.append(entry.address)
         for entry in diff.added:
             try:
-                await self._admit(entry.address, own_tokens.get(entry.address))
+                await self._admit(
+                    entry.address, own_tokens.get(entry.address), owned.get(entry.address)
+                )
             except WshError as err:
                 result.warnings.append(f"{entry.address}: {err.message}")
                 continue
             result.added.append(entry.address)
         return result
+
+    def _reown(self, owned: dict[str, str | None], result: ReloadResult) -> None:
+        """Apply hostnames the operator set in the file to running backends:
+        how a backend's rename is accepted (its link asks again shortly)."""
+        for backend in self.registry:
+            name = owned.get(backend.address.url)
+            if not name or name == backend.owned:
+                continue
+            owner = self.registry.owner_of(name)
+            if owner is not None:
+                result.warnings.append(
+                    f"{backend.address.url}: hostname {name!r} is owned by {owner.address.url}"
+                )
+                continue
+            log.info("backend %s now owns hostname %s", backend.address.url, name)
+            backend.owned = name
 
     async def _recheck_ip_access(self, skip: set[str], result: ReloadResult) -> None:
         """Apply a changed ``[ip_access]`` to the backends kept by a reload.
@@ -219,6 +335,13 @@ class Federation:
         links = list(self._links.values())
         self._links.clear()
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+        await self._writer.close()
+
+
+def _log_write_failure(written: asyncio.Future[bool]) -> None:
+    if not written.cancelled() and written.exception() is not None:
+        err = written.exception()
+        log.warning("config write-back failed: %s", getattr(err, "message", err))
 
 
 def _valid(address: str) -> bool:

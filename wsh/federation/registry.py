@@ -31,7 +31,11 @@ class Backend:
 
     address: BackendAddress
     token: str | None = field(default=None, repr=False)
+    # The name as the backend last presented it (or as owned, until it does).
     hostname: str = ""
+    # The name this address owns in the cluster: from its config entry, else
+    # learned on its first link. No other backend may present it.
+    owned: str = ""
     server_id: str = ""
     version: str = ""
     health: Health = Health.CONNECTING
@@ -165,16 +169,27 @@ class Registry:
         raise server_not_found(hostname or address)
 
     def hostname_holder(self, hostname: str, asking: Backend) -> str | None:
-        """Who already holds ``hostname``: "this hub", a backend address, or None."""
+        """Who already holds ``hostname``: "this hub", a backend address, or None.
+
+        A backend owns its name while it is down too: one that is unreachable
+        when the hub starts must not lose its name, and its calls, to whoever
+        claims the name first.
+        """
         if hostname == self.own_hostname:
             return "this hub"
         for backend in self._backends.values():
-            if (
-                backend is not asking
-                and backend.hostname == hostname
-                and backend.health is not Health.REJECTED
+            if backend is not asking and (
+                backend.owned == hostname
+                or (backend.hostname == hostname and backend.health is not Health.REJECTED)
             ):
                 return backend.address.url
+        return None
+
+    def owner_of(self, hostname: str) -> Backend | None:
+        """The backend that owns ``hostname``, if any."""
+        for backend in self._backends.values():
+            if backend.owned == hostname:
+                return backend
         return None
 
     def route(self, server: str) -> Backend | None:
