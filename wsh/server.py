@@ -74,6 +74,8 @@ class ServerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # An empty `server` means this server only, never "where the name is".
+    strict_routing: bool = False
 
 
 def default_config_path() -> Path:
@@ -172,7 +174,14 @@ class WshServer:
         )
         limits = StreamLimits()
         hub_pb2_grpc.add_HubServiceServicer_to_server(
-            HubServicer(self.identity, self.sessions, self.federation, limits), self._server
+            HubServicer(
+                self.identity,
+                self.sessions,
+                self.federation,
+                limits,
+                strict_routing=settings.strict_routing,
+            ),
+            self._server,
         )
         backend_pb2_grpc.add_BackendServiceServicer_to_server(
             BackendServicer(self.identity, self.sessions, limits), self._server
@@ -255,6 +264,12 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         action="store_true",
         help="on a non-loopback address without a token, make one and print it once",
     )
+    parser.add_argument(
+        "--strict-routing",
+        action="store_true",
+        help="a call naming a session without --server/`server` goes to this server only, "
+        "never to a backend that holds the name (for backends you do not trust)",
+    )
     parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate chain")
     parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
     parser.add_argument(
@@ -306,6 +321,7 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        strict_routing=args.strict_routing,
     )
 
 

@@ -316,9 +316,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         check_format(request.format)
         backend = self._target(request.server, request.name)
         if backend is not None:
-            resp = await self._forward(backend, "AwaitIdle", request, context)
-            remote.clean_idle(resp.idle, backend.hostname, request.name)
-            return resp  # type: ignore[no-any-return]
+            idle = await self._forward_wait(backend, request, context)
+            return hub_pb2.AwaitIdleResponse(idle=idle)
         session = self._sessions.get(request.name)
         timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
         last = request.last_generation if request.HasField("last_generation") else None
@@ -332,6 +331,35 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             session, self.hostname, generation, convert.is_styled(request.format)
         )
         return hub_pb2.AwaitIdleResponse(idle=idle)
+
+    async def _forward_wait(
+        self, backend: Backend, request: hub_pb2.AwaitIdleRequest, context: Ctx
+    ) -> types_pb2.Idle:
+        """Forward an AwaitIdle, asking again when the call fails on the way.
+
+        A proxy between hub and backend may reset a call that carries no
+        data for a while (Envoy's stream_idle_timeout); while the Link says
+        the backend is healthy, the wait goes on with what is left of
+        max_wait_ms, as if it had not been cut.
+        """
+        timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                resp = await self._forward(backend, "AwaitIdle", request, context)
+                return remote.clean_idle(resp.idle, backend.hostname, request.name)
+            except WshError as err:
+                if err.reason != "SERVER_UNAVAILABLE" or not backend.healthy:
+                    raise
+                failures += 1
+            await asyncio.sleep(remote.retry_delay(failures))
+            elapsed = time.monotonic() - started
+            if elapsed >= max_wait_s:
+                raise idle_timeout_error(f"Session {request.name!r}", max_wait_s)
+            request.max_wait_ms = max(1, int((max_wait_s - elapsed) * 1000))
+            # The silence already observed counts towards a fresh window.
+            request.fresh = request.fresh and elapsed < timeout_ms / 1000
 
     @streaming
     async def RaceIdle(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from wsh.errors import WshError
 from wsh.federation.auth import redact
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend
+from wsh.sessions.info import SessionInfo, SessionState
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.race import LocalRace
 from wsh.sessions.session import Session
@@ -39,10 +39,6 @@ RenderIdle = Callable[[Session, int], types_pb2.Idle]
 # backend that sends without end must not grow the hub, nor a client that
 # stops reading.
 MAX_PENDING_BYTES = 8 * 1024 * 1024
-# Reopening a failed leg: quick at first (a proxy reset is over at once),
-# capped so that a backend failing every stream costs little.
-LEG_BACKOFF_S = 0.05
-LEG_BACKOFF_CAP_S = 1.0
 
 
 class SettleQueue:
@@ -135,15 +131,28 @@ class ClusterRace:
         return self._federation.registry.healthy()
 
     def start(self) -> int:
-        """Begin; returns how many sessions are in scope cluster-wide right now."""
+        """Begin; returns how many sessions in scope cluster-wide can still settle."""
         in_scope = self._local.start() if self._local is not None else 0
         for backend in self._candidates():
-            in_scope += sum(1 for _ in backend.sessions_matching(self._tags))
+            in_scope += sum(
+                1 for info in backend.sessions_matching(self._tags) if not self._done(backend, info)
+            )
         self._start_pumps()
         self._watcher = asyncio.get_running_loop().create_task(
             self._watch_registry(), name="race-registry-watch"
         )
         return in_scope
+
+    def _done(self, backend: Backend, info: SessionInfo) -> bool:
+        """An exited session skipped at its final generation can never settle again."""
+        req = self._request
+        return (
+            info.state is SessionState.EXITED
+            and req.last_server == backend.hostname
+            and req.last_session == info.name
+            and req.HasField("last_generation")
+            and req.last_generation == info.generation
+        )
 
     def _start_pumps(self) -> None:
         for backend in self._candidates():
@@ -183,8 +192,7 @@ class ClusterRace:
                         failures,
                         quote(redact(str(err), [backend.token]), 512),
                     )
-                backoff = min(LEG_BACKOFF_CAP_S, LEG_BACKOFF_S * 2 ** (failures - 1))
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                await asyncio.sleep(remote.retry_delay(failures))
         finally:
             if self._pumps.get(backend) is asyncio.current_task():
                 del self._pumps[backend]

@@ -8,6 +8,7 @@ never loop.
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any
 
@@ -43,6 +44,11 @@ _VERDICT_KINDS = {
 }
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 MAX_DETAILS_LEN = 1024
+# Asking a backend again after a call failed on the way (a proxy reset):
+# quick at first, since such a reset is over at once, and capped so that a
+# backend failing every call costs little.
+RETRY_INITIAL_S = 0.05
+RETRY_CAP_S = 1.0
 _MAX_ERROR_METADATA = 16
 
 
@@ -99,6 +105,12 @@ def backend_error(link: BackendLink, err: grpc.aio.AioRpcError) -> Exception:
         f"Server {hostname!r} failed the call: {code.name}: {details}",
         {"server": hostname},
     )
+
+
+def retry_delay(failures: int) -> float:
+    """Jittered exponential backoff before the ``failures``-th retry."""
+    backoff: float = min(RETRY_CAP_S, RETRY_INITIAL_S * 2.0 ** (failures - 1))
+    return backoff * random.uniform(0.5, 1.0)
 
 
 async def call(

@@ -46,6 +46,7 @@ class ScreenRenderer:
             screen=screen,
             scrollback_lines=screen.total_lines,
             last_activity_ms=session.activity.idle_ms(),
+            exit_code=session.process.exit_code,
         )
 
 

@@ -579,7 +579,10 @@ class AwaitIdleRequest(_message.Message):
     max_wait_ms: _builtins.int
     """Overall bound, default 30000, capped at 300000: DEADLINE_EXCEEDED past it."""
     last_generation: _builtins.int
-    """If equal to the current generation, first wait for new activity."""
+    """If equal to the current generation, first wait for new activity. An
+    EXITED session can never change: it answers at once with its final
+    screen and exit code, whatever last_generation and fresh say.
+    """
     fresh: _builtins.bool
     """Always observe a full timeout_ms of real silence."""
     format: _types_pb2.ScreenFormat.ValueType
@@ -642,9 +645,15 @@ class RaceIdleRequest(_message.Message):
     timeout_ms: _builtins.int
     max_wait_ms: _builtins.int
     last_session: _builtins.str
-    """Skip this session until its generation moves past last_generation."""
+    """Skip this session until its generation moves past last_generation. An
+    EXITED session is reported once, at its final generation, and never
+    again; skipped at that generation it is out of the race (a race with
+    nothing else in scope gives NOT_FOUND NO_SESSIONS).
+    """
     last_server: _builtins.str
-    """Server of last_session; empty means this server."""
+    """Server of last_session; empty: resolved by name like any call naming a
+    session (see HubService).
+    """
     last_generation: _builtins.int
     format: _types_pb2.ScreenFormat.ValueType
     fresh: _builtins.bool

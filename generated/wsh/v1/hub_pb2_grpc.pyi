@@ -27,8 +27,29 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class HubServiceStub:
-    """What every client talks to. Every request that names a session takes an
-    optional `server` (a hostname): empty always means this server itself.
+    """What every client talks to.
+
+    Routing. Every request that names a session takes an optional `server` (a
+    hostname). A named server gets the call (SERVER_NOT_FOUND if there is no
+    such server, SERVER_UNAVAILABLE if it is not HEALTHY). CreateSession with
+    an empty `server` creates the session on this server. Any other call that
+    names an existing session with an empty `server` is routed by the name: a
+    session of that name on this server wins; otherwise the one backend whose
+    inventory holds the name gets the call, and the response's `server` says
+    which; several backends holding it give FAILED_PRECONDITION
+    SESSION_AMBIGUOUS (ErrorInfo metadata `servers` lists them: pass `server`);
+    the only holder not HEALTHY gives SERVER_UNAVAILABLE naming it. A backend
+    that claims a name later makes it ambiguous, never takes it over. A server
+    started with `--strict-routing` keeps the strict rule instead: an empty
+    `server` means this server only (for clusters whose backends are not
+    trusted).
+
+    Consistency. Once a call through this hub that creates, updates, resizes
+    or kills a session on a backend has returned, every later call on this hub
+    sees the change (read-your-writes). Sessions created or changed directly
+    on a backend appear on the hub when the backend's Link event arrives: as
+    soon as the backend has made the change (milliseconds on a LAN); a backend
+    whose Link is silent for 3 s is marked UNAVAILABLE instead.
     """
 
     @_typing.overload
@@ -68,8 +89,29 @@ class HubServiceStub:
 
 @_typing.type_check_only
 class HubServiceAsyncStub(HubServiceStub):
-    """What every client talks to. Every request that names a session takes an
-    optional `server` (a hostname): empty always means this server itself.
+    """What every client talks to.
+
+    Routing. Every request that names a session takes an optional `server` (a
+    hostname). A named server gets the call (SERVER_NOT_FOUND if there is no
+    such server, SERVER_UNAVAILABLE if it is not HEALTHY). CreateSession with
+    an empty `server` creates the session on this server. Any other call that
+    names an existing session with an empty `server` is routed by the name: a
+    session of that name on this server wins; otherwise the one backend whose
+    inventory holds the name gets the call, and the response's `server` says
+    which; several backends holding it give FAILED_PRECONDITION
+    SESSION_AMBIGUOUS (ErrorInfo metadata `servers` lists them: pass `server`);
+    the only holder not HEALTHY gives SERVER_UNAVAILABLE naming it. A backend
+    that claims a name later makes it ambiguous, never takes it over. A server
+    started with `--strict-routing` keeps the strict rule instead: an empty
+    `server` means this server only (for clusters whose backends are not
+    trusted).
+
+    Consistency. Once a call through this hub that creates, updates, resizes
+    or kills a session on a backend has returned, every later call on this hub
+    sees the change (read-your-writes). Sessions created or changed directly
+    on a backend appear on the hub when the backend's Link event arrives: as
+    soon as the backend has made the change (milliseconds on a LAN); a backend
+    whose Link is silent for 3 s is marked UNAVAILABLE instead.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -105,8 +147,29 @@ class HubServiceAsyncStub(HubServiceStub):
     """Identity of this server."""
 
 class HubServiceServicer(metaclass=_abc_1.ABCMeta):
-    """What every client talks to. Every request that names a session takes an
-    optional `server` (a hostname): empty always means this server itself.
+    """What every client talks to.
+
+    Routing. Every request that names a session takes an optional `server` (a
+    hostname). A named server gets the call (SERVER_NOT_FOUND if there is no
+    such server, SERVER_UNAVAILABLE if it is not HEALTHY). CreateSession with
+    an empty `server` creates the session on this server. Any other call that
+    names an existing session with an empty `server` is routed by the name: a
+    session of that name on this server wins; otherwise the one backend whose
+    inventory holds the name gets the call, and the response's `server` says
+    which; several backends holding it give FAILED_PRECONDITION
+    SESSION_AMBIGUOUS (ErrorInfo metadata `servers` lists them: pass `server`);
+    the only holder not HEALTHY gives SERVER_UNAVAILABLE naming it. A backend
+    that claims a name later makes it ambiguous, never takes it over. A server
+    started with `--strict-routing` keeps the strict rule instead: an empty
+    `server` means this server only (for clusters whose backends are not
+    trusted).
+
+    Consistency. Once a call through this hub that creates, updates, resizes
+    or kills a session on a backend has returned, every later call on this hub
+    sees the change (read-your-writes). Sessions created or changed directly
+    on a backend appear on the hub when the backend's Link event arrives: as
+    soon as the backend has made the change (milliseconds on a LAN); a backend
+    whose Link is silent for 3 s is marked UNAVAILABLE instead.
     """
 
     @_abc_1.abstractmethod

@@ -338,6 +338,7 @@ class Idle(_message.Message):
     SCREEN_FIELD_NUMBER: _builtins.int
     SCROLLBACK_LINES_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_MS_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     """Name of the session."""
     server: _builtins.str
@@ -347,6 +348,10 @@ class Idle(_message.Message):
     scrollback_lines: _builtins.int
     """Scrollback lines plus visible rows."""
     last_activity_ms: _builtins.int
+    exit_code: _builtins.int
+    """Set once the process has exited (the session can never change again).
+    Negative: killed by that signal.
+    """
     @_builtins.property
     def screen(self) -> Global___Screen: ...
     def __init__(
@@ -358,11 +363,14 @@ class Idle(_message.Message):
         screen: Global___Screen | None = ...,
         scrollback_lines: _builtins.int = ...,
         last_activity_ms: _builtins.int = ...,
+        exit_code: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["screen", b"screen"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "screen", b"screen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "last_activity_ms", b"last_activity_ms", "screen", b"screen", "scrollback_lines", b"scrollback_lines", "server", b"server", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "screen", b"screen", "scrollback_lines", b"scrollback_lines", "server", b"server", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___Idle: _TypeAlias = Idle  # noqa: Y015
