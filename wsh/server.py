@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import string
@@ -65,7 +66,10 @@ class ServerSettings:
 
     listen: str = defaults.DEFAULT_ADDR
     hostname: str | None = None
-    config_path: Path = field(default_factory=lambda: default_config_path())
+    # None: no config file (a random port); backends added live in memory.
+    config_path: Path | None = field(
+        default_factory=lambda: default_config_path(defaults.DEFAULT_ADDR)
+    )
     max_sessions: int = defaults.MAX_SESSIONS
     exited_retention_s: float = defaults.EXITED_RETENTION_S
     scrollback_lines: int = defaults.SCROLLBACK_LINES
@@ -78,9 +82,20 @@ class ServerSettings:
     strict_routing: bool = False
 
 
-def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / "wsh" / "config.toml"
+def default_config_path(listen: str) -> Path | None:
+    """The config file of a server started without ``--config``: one per listen
+    address, so that two servers on one machine never share registrations
+    (a backend would link to whatever its neighbour was told to). A random
+    port (0) has none: the next run could not find it again."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")) / "wsh"
+    if listen.startswith("unix:"):
+        path = listen.removeprefix("unix:").removeprefix("//")
+        return base / f"server-unix-{path.replace('/', '_')}.toml"
+    host, _, port = listen.rpartition(":")
+    if port.strip() in ("0", ""):
+        return None
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", host.strip("[]"))
+    return base / f"server-{host}-{port.strip()}.toml"
 
 
 def is_loopback_listen(listen: str) -> bool:
@@ -251,8 +266,10 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     parser.add_argument(
         "--config",
         type=Path,
-        default=os.environ.get("WSH_CONFIG") or default_config_path(),
-        help="TOML config file: hostname, backends, ip_access, TLS (default %(default)s)",
+        help="TOML config file: hostname, backends, ip_access, TLS (default $WSH_CONFIG, "
+        "else one per listen address: ~/.config/wsh/server-HOST-PORT.toml, or "
+        "server-unix-PATH.toml with / as _; with port 0 none, and backends added "
+        "are kept for that run only)",
     )
     parser.add_argument(
         "--token",
@@ -312,7 +329,9 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     return ServerSettings(
         listen=args.listen,
         hostname=args.hostname,
-        config_path=Path(args.config),
+        config_path=args.config
+        or (Path(os.environ["WSH_CONFIG"]) if os.environ.get("WSH_CONFIG") else None)
+        or default_config_path(args.listen),
         max_sessions=args.max_sessions,
         exited_retention_s=args.exited_retention,
         scrollback_lines=args.scrollback,
@@ -326,7 +345,11 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
 
 
 async def serve(settings: ServerSettings) -> None:
-    config = await asyncio.to_thread(load_config, settings.config_path)
+    config = (
+        await asyncio.to_thread(load_config, settings.config_path)
+        if settings.config_path is not None
+        else Config(path=None)
+    )
     server = WshServer(settings, config)
     await server.start()
     stop = asyncio.Event()
