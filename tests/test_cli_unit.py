@@ -986,7 +986,11 @@ def test_servers_add_not_healthy_is_kept(hub: Running, capsys: pytest.CaptureFix
     assert json.loads(captured.out)["health"] == "SERVER_HEALTH_UNAVAILABLE"
     error = json.loads(captured.err)
     assert (error["code"], error["reason"]) == ("UNAVAILABLE", "SERVER_NOT_HEALTHY")
-    assert error["metadata"] == {"address": "http://b1:7600", "health": "unavailable"}
+    assert error["metadata"] == {
+        "address": "http://b1:7600",
+        "health": "unavailable",
+        "last_error": "self loop",  # whole, where the message shortens it
+    }
 
 
 def test_servers_add_again_names_the_registered_one(

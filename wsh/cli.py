@@ -337,9 +337,15 @@ def server_label(server: hub_pb2.Server) -> str:
     return f"{server.hostname} ({server.address})" if server.hostname else server.address
 
 
-def server_status(server: hub_pb2.Server) -> str:
-    """``unavailable: connection refused``: health and the shortened last error."""
-    error = one_line(server.last_error)
+# gRPC's connection errors run to ~130 characters with the cause at the end
+# ("... Failed to connect to remote host: Connection refused"): a message line
+# keeps it, a table cell or the spinner line (one terminal row) cannot.
+MESSAGE_ERROR_CHARS = 160
+
+
+def server_status(server: hub_pb2.Server, limit: int = 60) -> str:
+    """``unavailable: connection refused``: health and the last error, cut to ``limit``."""
+    error = one_line(server.last_error, limit)
     return f"{_health(server)}: {error}" if error else _health(server)
 
 
@@ -670,7 +676,8 @@ def _cmd_list(client: Client, args: argparse.Namespace) -> int:
     # JSON: the response as it is, {"sessions": [...], "missing_servers": [...]}.
     out.result(response, format_table(SESSION_HEADERS, map(session_row, response.sessions)))
     for server in response.missing_servers:
-        out.warning(f"sessions of {server_label(server)} not listed: {server_status(server)}")
+        status = server_status(server, MESSAGE_ERROR_CHARS)
+        out.warning(f"sessions of {server_label(server)} not listed: {status}")
     return EXIT_OK
 
 
@@ -838,14 +845,19 @@ def _already_registered(client: Client, exc: WshRpcError, address: str) -> Failu
         server = None
     if server is None:
         return failure
-    failure.message = f"{server_label(server)} is already registered; it is {server_status(server)}"
-    failure.metadata["health"] = _health(server)
+    status = server_status(server, MESSAGE_ERROR_CHARS)
+    failure.message = f"{server_label(server)} is already registered; it is {status}"
+    failure.metadata.update(health=_health(server), last_error=server.last_error)
     failure.hint = f"`wsh servers` shows its state; {_remove_hint(server)}"
     return failure
 
 
 def _not_healthy(server: hub_pb2.Server, waited_ms: int) -> Failure:
-    metadata = {"address": server.address, "health": _health(server)}
+    metadata = {
+        "address": server.address,
+        "health": _health(server),
+        "last_error": server.last_error,
+    }
     if server.health == hub_pb2.SERVER_HEALTH_REJECTED:
         return Failure(
             f"{server_label(server)} was rejected: {server.last_error or 'no reason given'}",
@@ -859,7 +871,7 @@ def _not_healthy(server: hub_pb2.Server, waited_ms: int) -> Failure:
         )
     return Failure(
         f"{server_label(server)} is not healthy after {human_ms(waited_ms)}: "
-        f"{server_status(server)}",
+        f"{server_status(server, MESSAGE_ERROR_CHARS)}",
         code="UNAVAILABLE",
         reason="SERVER_NOT_HEALTHY",
         metadata=metadata,
