@@ -523,7 +523,7 @@ class Output:
             return
         print(failure.text(), file=sys.stderr)
         for line in failure.hint.splitlines():
-            print(f"hint: {line}", file=sys.stderr)
+            print(f"hint: {printable(line)}", file=sys.stderr)
 
 
 def _out(args: argparse.Namespace) -> Output:
