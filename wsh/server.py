@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
 import re
 import secrets
 import signal
+import socket
+import stat
 import string
 import sys
 from collections.abc import Sequence
@@ -25,7 +28,15 @@ from wsh import defaults
 from wsh.api.auth import TokenAuth, check_token_strength
 from wsh.api.backend import BackendServicer
 from wsh.api.hub import HubServicer
-from wsh.api.limits import StreamLimits
+from wsh.api.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    StreamLimits,
+    default_max_connections,
+    fd_reserve,
+    open_file_limit,
+    raise_fd_limit,
+)
+from wsh.api.status import RequestGuard
 from wsh.errors import Kind, WshError
 from wsh.federation.config import Config, load_config
 from wsh.federation.manager import Federation
@@ -57,6 +68,13 @@ GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 500),
     ("grpc.http2.max_ping_strikes", 0),
+    # gRPC sets SO_REUSEPORT by default: a second server on the same port
+    # started, said "listening" and got a random share of the calls.
+    ("grpc.so_reuseport", 0),
+    # A connection that has not finished its TLS and HTTP/2 handshakes within
+    # this time is closed (gRPC's default is 120 s): idle TCP connections
+    # cannot keep the connection slots (--max-connections) for long.
+    ("grpc.server_handshake_timeout_ms", 10_000),
 )
 
 
@@ -80,6 +98,8 @@ class ServerSettings:
     tls_client_ca: Path | None = None
     # An empty `server` means this server only, never "where the name is".
     strict_routing: bool = False
+    # None: as many as the open-file limit allows after its reserve (see limits).
+    max_connections: int | None = None
 
 
 def default_config_path(listen: str) -> Path | None:
@@ -183,9 +203,18 @@ class WshServer:
             scrollback_limit=settings.scrollback_lines,
         )
         self.health = HealthServicer()
+        self.max_connections = settings.max_connections or default_max_connections(
+            open_file_limit(), settings.max_sessions
+        )
+        # The token is checked first, before anything reads a request body;
+        # RequestGuard must stay last: it sees only authenticated calls.
+        guard = RequestGuard()
         self._server = grpc.aio.server(
-            options=GRPC_SERVER_OPTIONS,
-            interceptors=[TokenAuth(token)] if token else None,
+            options=(
+                *GRPC_SERVER_OPTIONS,
+                ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ),
+            interceptors=[TokenAuth(token), guard] if token else [guard],
         )
         limits = StreamLimits()
         hub_pb2_grpc.add_HubServiceServicer_to_server(
@@ -213,13 +242,22 @@ class WshServer:
         self.port = 0
 
     async def start(self) -> None:
-        if self._credentials is not None:
-            self.port = self._server.add_secure_port(self.settings.listen, self._credentials)
-        else:
-            self.port = self._server.add_insecure_port(self.settings.listen)
+        listen = self.settings.listen
+        if listen.startswith("unix:"):
+            await asyncio.to_thread(refuse_live_socket, listen.removeprefix("unix:"))
+        try:
+            if self._credentials is not None:
+                self.port = self._server.add_secure_port(listen, self._credentials)
+            else:
+                self.port = self._server.add_insecure_port(listen)
+        except RuntimeError:  # grpc says only "Failed to bind"; find out why
+            self.port = 0
         if self.port == 0:
+            why = await asyncio.to_thread(bind_error, listen)
             raise WshError(
-                Kind.UNAVAILABLE, "LISTEN_FAILED", f"Cannot listen on {self.settings.listen}."
+                Kind.UNAVAILABLE,
+                "ADDRESS_IN_USE" if why == os.strerror(errno.EADDRINUSE) else "LISTEN_FAILED",
+                f"Cannot listen on {listen}: {why or 'unknown error'}.",
             )
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
@@ -251,6 +289,77 @@ class WshServer:
         await self._server.wait_for_termination()
 
 
+def refuse_live_socket(path: str) -> None:
+    """Refuse a Unix socket path another server is listening on.
+
+    gRPC unlinks an existing socket file and binds anew: a second server
+    would silently take the path from a running one. A stale file left by a
+    server that died (nothing accepts on it) may be replaced.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise WshError(
+            Kind.UNAVAILABLE, "LISTEN_FAILED", f"Cannot listen on unix:{path}: {exc.strerror}."
+        ) from None
+    if not stat.S_ISSOCK(mode):
+        return  # gRPC refuses to bind over other files: "Address already in use"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return  # stale: nobody listens
+    raise WshError(
+        Kind.UNAVAILABLE,
+        "ADDRESS_IN_USE",
+        f"Cannot listen on unix:{path}: another server is listening there.",
+    )
+
+
+def bind_error(listen: str) -> str:
+    """Why binding ``listen`` fails, as the system says it ("Address already in use")."""
+    if listen.startswith("unix:"):
+        path = Path(listen.removeprefix("unix:"))
+        if path.exists():
+            return os.strerror(errno.EADDRINUSE)
+        return "" if path.parent.is_dir() else os.strerror(errno.ENOENT)
+    host, _, port = listen.rpartition(":")
+    try:
+        info = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    family, address = info[0][0], info[0][4]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
+def read_token_file(path: Path | None) -> str | None:
+    """The first line of ``path``, stripped; warns when others may read the file."""
+    if path is None:
+        return None
+    try:
+        with path.open(encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WshError(
+            Kind.INVALID_ARGUMENT, "TOKEN_FILE", f"Cannot read the token file {path}: {exc}."
+        ) from None
+    if not token:
+        raise WshError(Kind.INVALID_ARGUMENT, "TOKEN_FILE", f"The token file {path} is empty.")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("the token file %s is readable by other users: chmod 600 it", path)
+    return token
+
+
 def parse_args(argv: Sequence[str]) -> ServerSettings:
     parser = argparse.ArgumentParser(prog="wsh server", description="Run a wsh server.")
     parser.add_argument(
@@ -273,8 +382,14 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     )
     parser.add_argument(
         "--token",
-        default=os.environ.get("WSH_TOKEN"),
-        help="bearer token clients must present (16+ characters; default $WSH_TOKEN)",
+        help="bearer token clients must present (16+ characters); visible to every local "
+        "user in ps: prefer --token-file or $WSH_TOKEN",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=os.environ.get("WSH_TOKEN_FILE"),
+        help="read the token from the first line of this file (keep it mode 0600)",
     )
     parser.add_argument(
         "--generate-token",
@@ -314,6 +429,12 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         help="lines each session keeps above its screen (default %(default)s)",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        help="connections accepted at once, all clients together (default: "
+        f"{DEFAULT_MAX_CONNECTIONS}, fewer if the open-file limit needs it)",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -321,11 +442,18 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         help="log messages of this level and above to stderr (default $WSH_LOG, else INFO)",
     )
     args = parser.parse_args(list(argv))
+    if args.max_connections is not None and args.max_connections < 1:
+        parser.error("--max-connections must be at least 1")
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.token:
+        log.warning(
+            "--token on the command line is visible to every user of this machine (ps); "
+            "use --token-file or WSH_TOKEN instead"
+        )
     return ServerSettings(
         listen=args.listen,
         hostname=args.hostname,
@@ -335,11 +463,12 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         max_sessions=args.max_sessions,
         exited_retention_s=args.exited_retention,
         scrollback_lines=args.scrollback,
-        token=args.token or None,
+        token=args.token or read_token_file(args.token_file) or os.environ.get("WSH_TOKEN") or None,
         generate_token=args.generate_token,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        max_connections=args.max_connections,
         strict_routing=args.strict_routing,
     )
 
@@ -350,7 +479,17 @@ async def serve(settings: ServerSettings) -> None:
         if settings.config_path is not None
         else Config(path=None)
     )
+    before, after = raise_fd_limit()
     server = WshServer(settings, config)
+    log.info(
+        "open-file limit %d (was %d); up to %d connections, %d descriptors kept for "
+        "%d sessions and the server",
+        after,
+        before,
+        server.max_connections,
+        fd_reserve(settings.max_sessions),
+        settings.max_sessions,
+    )
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -370,12 +509,12 @@ async def serve(settings: ServerSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``wsh server``."""
-    settings = parse_args(sys.argv[1:] if argv is None else argv)
     # gRPC's threads hand finished I/O to the event loop and need the GIL to
     # do it; while the loop emulates a flood of output they would wait the
     # default 5 ms per hand-over, several times per call.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
+        settings = parse_args(sys.argv[1:] if argv is None else argv)
         asyncio.run(serve(settings))
     except WshError as err:
         print(f"wsh server: {err.reason}: {err.message}", file=sys.stderr)

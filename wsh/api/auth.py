@@ -2,6 +2,12 @@
 
 Health stays open so that load balancers and meshes can probe without the
 token. Reflection obeys the same rule as the API: it describes it.
+
+The token is checked in the interceptor, on the call's metadata, before
+anything reads the request: a call without the right token is answered by a
+handler that never receives, decompresses or parses its body. Reading bodies
+first let 13 MB of gzip sent without a token cost 907 MB of RSS and 30 s of
+CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 
 from wsh.api.limits import AuthFailures
-from wsh.api.status import grpc_code, status_metadata
+from wsh.api.status import abort
 from wsh.errors import Kind, WshError
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -47,78 +53,48 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-def _guarded(handler: Handler, admit: Callable[[Ctx, Any], WshError | None]) -> Handler:
-    """``handler`` with ``admit(context, metadata)`` run first; an error it returns ends the call.
+def _refusal(refuse: Callable[[Ctx], WshError]) -> Handler:
+    """A handler that answers with ``refuse(context)`` without reading the request.
 
-    The check runs inside the call rather than in the interceptor because
-    only the call's context knows the peer, which failure throttling needs.
+    It is registered as streaming in both directions whatever the method's
+    real shape: grpc.aio reads (and decompresses, and parses) the request of
+    a unary-request handler before calling it, but leaves a stream's
+    messages unread until the handler asks. The client only sees a status.
     """
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
 
-    async def refuse_if_needed(context: Ctx) -> None:
-        err = admit(context, context.invocation_metadata())
-        if err is not None:
-            await context.abort(grpc_code(err.kind), err.message, status_metadata(err))
+    async def call(_requests: Any, context: Ctx) -> AsyncIterator[Any]:
+        await abort(context, refuse(context))
+        yield  # unreachable: makes this an async generator, as the handler kind needs
 
-    # The stubs type handler behaviours as synchronous; under grpc.aio they are
-    # coroutine and async-generator functions.
-    def unary(inner: Any) -> Callable[[Any, Ctx], Awaitable[Any]]:
-        async def call(request: Any, context: Ctx) -> Any:
-            await refuse_if_needed(context)
-            return await inner(request, context)
-
-        return call
-
-    def streaming(inner: Any) -> Callable[[Any, Ctx], AsyncIterator[Any]]:
-        async def call(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            await refuse_if_needed(context)
-            async for item in inner(request, context):
-                yield item
-
-        return call
-
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **kwargs)
+    # The stubs type handler behaviours as synchronous; under grpc.aio they
+    # are coroutine and async-generator functions.
+    behaviour: Any = call
+    return grpc.stream_stream_rpc_method_handler(behaviour)
 
 
 class TokenAuth(_Interceptor):
     """Requires ``authorization: Bearer <token>``, compared in constant time.
 
-    A peer that keeps failing is refused for a while (RESOURCE_EXHAUSTED),
-    which slows token guessing without affecting anyone else.
+    A call with the right token always proceeds. A peer (IP address) that
+    keeps failing gets RESOURCE_EXHAUSTED for its failing calls only: behind
+    a proxy or sidecar every client shares one address, and someone else's
+    wrong guesses must not lock out the clients that hold the token.
     """
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._failures = AuthFailures()
+        self._missing = _refusal(lambda ctx: self._failed(ctx, _MISSING))
+        self._wrong = _refusal(lambda ctx: self._failed(ctx, _WRONG))
 
-    def _admit(self, context: Ctx, metadata: Any) -> WshError | None:
+    def _failed(self, context: Ctx, err: WshError) -> WshError:
         peer = context.peer()
         try:
             self._failures.check(peer)
-        except WshError as err:
-            return err
-        presented = _bearer(metadata)
-        if presented is None:
-            self._failures.failed(peer)
-            return WshError(
-                Kind.UNAUTHENTICATED,
-                "UNAUTHENTICATED",
-                "This server requires a token: send 'authorization: Bearer <token>' "
-                "(wsh --token or WSH_TOKEN).",
-            )
-        if not hmac.compare_digest(presented.encode(), self._token):
-            self._failures.failed(peer)
-            return WshError(Kind.PERMISSION_DENIED, "PERMISSION_DENIED", "The token is not valid.")
-        return None
+        except WshError as limited:
+            return limited
+        self._failures.failed(peer)
+        return err
 
     async def intercept_service(
         self,
@@ -128,4 +104,18 @@ class TokenAuth(_Interceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
-        return _guarded(handler, self._admit)
+        presented = _bearer(details.invocation_metadata)
+        if presented is None:
+            return self._missing
+        if not hmac.compare_digest(presented.encode(), self._token):
+            return self._wrong
+        return handler
+
+
+_MISSING = WshError(
+    Kind.UNAUTHENTICATED,
+    "UNAUTHENTICATED",
+    "This server requires a token: send 'authorization: Bearer <token>' "
+    "(wsh --token or WSH_TOKEN).",
+)
+_WRONG = WshError(Kind.PERMISSION_DENIED, "PERMISSION_DENIED", "The token is not valid.")

@@ -1,4 +1,4 @@
-"""Per-peer limits: concurrent long waits, and slowing down failed authentication.
+"""Per-peer limits (concurrent long waits, failed authentication) and connection limits.
 
 Everything here is keyed by the peer's IP and bounded in size, so no amount
 of outside traffic can make it grow without limit.
@@ -7,6 +7,7 @@ of outside traffic can make it grow without limit.
 from __future__ import annotations
 
 import contextlib
+import resource
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,6 +25,49 @@ AUTH_FAILURES_ALLOWED = 10
 AUTH_WINDOW_S = 30.0
 # Peers remembered at most; the oldest are forgotten first.
 MAX_TRACKED_PEERS = 10_000
+
+# Connections: every one costs a descriptor, and so does every session (its
+# PTY master and its pidfd, plus the slave and an exec pipe while it starts).
+# With descriptors exhausted the server cannot accept, start a session or
+# even read /proc, so every call failed while 1,100 idle TCP connections
+# were held against a soft limit of 1,024. Connections are capped below the
+# open-file limit so that a reserve always remains for the sessions and for
+# the server's own work (epoll, logs, config, links to backends).
+DEFAULT_MAX_CONNECTIONS = 1024
+FDS_PER_SESSION = 4
+FDS_RESERVED = 128
+MIN_MAX_CONNECTIONS = 16
+# Stands for an infinite limit in the arithmetic below.
+UNLIMITED_FDS = 1 << 20
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft open-file limit to the hard one; returns (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return UNLIMITED_FDS, UNLIMITED_FDS
+    # Linux refuses an infinite NOFILE; a finite hard limit is the norm.
+    if soft < hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return soft, hard
+    return soft, soft
+
+
+def open_file_limit() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return UNLIMITED_FDS if soft == resource.RLIM_INFINITY else soft
+
+
+def fd_reserve(max_sessions: int) -> int:
+    """Descriptors kept free of connections for sessions and the server itself."""
+    return FDS_RESERVED + FDS_PER_SESSION * max_sessions
+
+
+def default_max_connections(fd_limit: int, max_sessions: int) -> int:
+    """The most connections that still leave the reserve free (at least a few)."""
+    return max(
+        MIN_MAX_CONNECTIONS, min(DEFAULT_MAX_CONNECTIONS, fd_limit - fd_reserve(max_sessions))
+    )
 
 
 def peer_key(peer: str) -> str:
