@@ -38,12 +38,15 @@ class Nginx:
     """nginx on a free loopback port, speaking h2c, with ``grpc_pass`` routes.
 
     ``routes`` maps a path prefix (``/node-1``) to a backend ``host:port``;
-    the prefix is stripped before the call reaches the backend.
+    the prefix is stripped before the call reaches the backend;
+    ``read_timeout`` is nginx's ``grpc_read_timeout`` (a stream that receives
+    nothing from the backend for that long is cut).
     """
 
-    def __init__(self, tmp: Path, routes: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, routes: dict[str, str], read_timeout: str = LONG) -> None:
         self.tmp = tmp
         self.routes = routes
+        self.read_timeout = read_timeout
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.error_log = tmp / "error.log"
@@ -62,7 +65,7 @@ class Nginx:
             rewrite ^{prefix}/(.*)$ /$1 break;
             grpc_pass grpc://{target};
             grpc_connect_timeout 5s;
-            grpc_read_timeout {LONG};
+            grpc_read_timeout {self.read_timeout};
             grpc_send_timeout {LONG};
             grpc_socket_keepalive on;
         }}"""

