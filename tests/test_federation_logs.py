@@ -47,9 +47,7 @@ def started(tmp_path: Path) -> Iterator[list[Any]]:
     procs: list[Any] = []
     yield procs
     for proc in procs:
-        if isinstance(proc, FakeBackend):
-            proc.stop()
-        elif proc.proc is not None and proc.proc.poll() is None:
+        if isinstance(proc, FakeBackend) or (proc.proc is not None and proc.proc.poll() is None):
             proc.stop()
 
 
