@@ -737,6 +737,8 @@ def _cmd_race(client: Client, args: argparse.Namespace) -> int:
         format=_screen_format(args),
     )
     shown = 0
+    streaming = args.all or args.count > 0
+    settled: set[tuple[str, str]] = set()
     with stream:
         while True:
             try:
@@ -751,9 +753,10 @@ def _cmd_race(client: Client, args: argparse.Namespace) -> int:
             if idle is None:
                 return EXIT_OK
             # One JSON object per line, so a consumer can act on each as it comes.
-            _print_idle(idle, args, header=True, compact=args.all, gap=shown > 0)
+            _print_idle(idle, args, header=True, compact=streaming, gap=shown > 0)
             shown += 1
-            if not args.all:
+            settled.add((idle.server, idle.session))
+            if not streaming or len(settled) == args.count:
                 return EXIT_OK
 
 
@@ -1242,6 +1245,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--last-server", default="", help="server of --last-session")
     sub.add_argument("--all", action="store_true", help="keep printing sessions as they settle")
+    sub.add_argument(
+        "--count",
+        type=_uint32,
+        default=0,
+        metavar="N",
+        help="keep printing sessions as they settle until N different ones have",
+    )
 
     sub = command(
         "run",
