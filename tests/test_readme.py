@@ -53,6 +53,18 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+def untracked_files() -> set[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return set(listed.stdout.splitlines())
+
+
 def test_readme_opens_with_the_two_setup_commands() -> None:
     lang, body = blocks()[0]
     assert lang == "sh"
@@ -79,6 +91,7 @@ def test_readme_snippets_run_as_written(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "readme.sh").write_text(script())
+    untracked = untracked_files()
     done = subprocess.run(
         ["unshare", "--net", "bash", str(tmp_path / "readme.sh")],
         cwd=REPO,
@@ -90,6 +103,8 @@ def test_readme_snippets_run_as_written(tmp_path: Path) -> None:
     output = f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     assert done.returncode == 0, output
     assert "Traceback" not in done.stderr, output
+    # A reader's checkout stays clean: tokens and configs go under HOME.
+    assert untracked_files() == untracked
 
 
 def test_demo_runs(tmp_path: Path) -> None:
