@@ -318,3 +318,27 @@ def test_servers_add_shows_progress_on_a_terminal(server: ServerProc, unused_tcp
     assert re.search(rf"adding {re.escape(address)} \(\ds\): (connecting|unavailable)", shown)
     assert "\r\x1b[K" in shown  # erased before the outcome is printed
     assert "is not healthy after 1s" in shown
+
+
+def test_idle_of_an_exited_session_says_so_at_once(server: ServerProc) -> None:
+    ok(server, "create", "ends", "--command", "echo bye; exit 3")
+    out = ok(server, "idle", "ends", "--quiet-ms", "100")
+    assert "bye" in out and "exited 3" in out
+    generation = json.loads(ok(server, "--json", "get", "ends"))["generation"]
+    started = time.monotonic()
+    out = ok(server, "idle", "ends", "--last-generation", str(generation), "--max-wait-ms", "20000")
+    assert "exited 3" in out and time.monotonic() - started < 10
+    ok(server, "kill", "ends")
+
+
+def test_race_count_streams_until_that_many_settled(server: ServerProc) -> None:
+    for name in ("cnt-a", "cnt-b", "cnt-c"):
+        ok(server, "create", name, "--tag", "cnt", "--command", "cat")
+    out = ok(server, "--json", "race", "--tag", "cnt", "--count", "3", "--quiet-ms", "100")
+    assert sorted(json.loads(line)["session"] for line in out.splitlines()) == [
+        "cnt-a",
+        "cnt-b",
+        "cnt-c",
+    ]
+    for name in ("cnt-a", "cnt-b", "cnt-c"):
+        ok(server, "kill", name)

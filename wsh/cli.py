@@ -554,9 +554,15 @@ def _print_idle(
     gap: bool = False,
 ) -> None:
     lines = _screen_lines(idle.screen, args)
+    exited = f"  exited {idle.exit_code}" if idle.HasField("exit_code") else ""
     if header:
-        title = f"{printable(idle.server)}/{printable(idle.session)}  generation {idle.generation}"
+        title = (
+            f"{printable(idle.server)}/{printable(idle.session)}  "
+            f"generation {idle.generation}{exited}"
+        )
         lines[:0] = ["", title] if gap else [title]
+    elif exited:
+        lines.append(f"[{printable(idle.session)}{exited}]")
     _out(args).result(idle, lines, compact=compact)
 
 
