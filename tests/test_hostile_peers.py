@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.peers import closed_by_server, idle_connections
+from tests.peers import closed_by_server, idle_connections, rapid_reset
 from tests.procs import ServerProc, assert_no_traceback, error_reason
 from wsh.v1 import backend_pb2, hub_pb2, hub_pb2_grpc
 
@@ -30,6 +31,7 @@ INFO = "/wsh.v1.HubService/GetServerInfo"
 # More failures than the auth rate limit allows (10 per 30 s).
 FAILURES = 12
 BOMBS = 4
+RESETS = 5000
 
 
 class LimitedServer(ServerProc):
@@ -233,3 +235,39 @@ def test_idle_connections_leave_room_for_calls_and_sessions(tmp_path: Path) -> N
                     hub_pb2.GetServerInfoRequest(), metadata=GOOD, timeout=RPC_TIMEOUT
                 )
     assert_no_traceback(log_path.read_text())
+
+
+def test_rapid_reset_is_cut_off_without_failing_others(server: ServerProc) -> None:
+    """Streams opened and reset at once without a token (CVE-2023-44487): the
+    attacker's connections are shut down, other clients' calls all succeed
+    (issue 15.4; before, 38% of them were CANCELLED)."""
+    errors: list[grpc.StatusCode] = []
+    calls = 0
+    attacking = threading.Event()
+    attacking.set()
+
+    def good_client() -> None:
+        nonlocal calls
+        with grpc.insecure_channel(server.addr) as channel:
+            stub = hub_pb2_grpc.HubServiceStub(channel)
+            request = hub_pb2.GetServerInfoRequest()
+            while attacking.is_set():
+                try:
+                    stub.GetServerInfo(request, metadata=GOOD, timeout=RPC_TIMEOUT)
+                    calls += 1
+                except grpc.RpcError as err:
+                    errors.append(err.code())  # type: ignore[attr-defined]
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=good_client, name="good-client")
+    thread.start()
+    try:
+        # One connection after another, as an attacker reconnects.
+        results = [rapid_reset(server.addr, RESETS, linger_s=10.0) for _ in range(3)]
+    finally:
+        attacking.clear()
+        thread.join(RPC_TIMEOUT + 5)
+    assert not errors, f"good client: {len(errors)} of {calls + len(errors)} failed: {errors[:5]}"
+    assert calls > 0
+    for result in results:
+        assert result.closed or result.goaway, result

@@ -75,6 +75,13 @@ GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # this time is closed (gRPC's default is 120 s): idle TCP connections
     # cannot keep the connection slots (--max-connections) for long.
     ("grpc.server_handshake_timeout_ms", 10_000),
+    # Calls that arrived and wait for the server to take them. Past gRPC's
+    # soft limit (1,000) it drops new calls at random, anyone's: streams
+    # opened and reset at once (rapid reset) filled the queue and 38% of
+    # other clients' calls were CANCELLED. Such a flood is cut instead (see
+    # TokenAuth); these calls only wait.
+    ("grpc.server.max_pending_requests", 10_000),
+    ("grpc.server.max_pending_requests_hard_limit", 10_000),
 )
 
 
@@ -209,12 +216,13 @@ class WshServer:
         # The token is checked first, before anything reads a request body;
         # RequestGuard must stay last: it sees only authenticated calls.
         guard = RequestGuard()
+        self._auth = TokenAuth(token) if token else None
         self._server = grpc.aio.server(
             options=(
                 *GRPC_SERVER_OPTIONS,
                 ("grpc.max_allowed_incoming_connections", self.max_connections),
             ),
-            interceptors=[TokenAuth(token), guard] if token else [guard],
+            interceptors=[self._auth, guard] if self._auth else [guard],
         )
         limits = StreamLimits()
         hub_pb2_grpc.add_HubServiceServicer_to_server(
@@ -282,6 +290,8 @@ class WshServer:
             )
         )
         await self._server.stop(SHUTDOWN_GRACE_S)
+        if self._auth is not None:
+            self._auth.close()
         await self.federation.close()
         await self.sessions.close_all()
 

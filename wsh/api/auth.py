@@ -13,18 +13,25 @@ CPU.
 from __future__ import annotations
 
 import hmac
+import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
-from wsh.api.limits import AuthFailures
+from wsh.api.limits import AuthFailures, shut_down_connection
 from wsh.api.status import abort
 from wsh.errors import Kind, WshError
+
+log = logging.getLogger("wsh.auth")
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MIN_TOKEN_LEN = 16
+# Connections of throttled peers remembered as already shut down.
+MAX_SHUT_CONNECTIONS = 1024
 
 # The stubs make these generic; at run time they are plain classes.
 if TYPE_CHECKING:
@@ -79,22 +86,46 @@ class TokenAuth(_Interceptor):
     keeps failing gets RESOURCE_EXHAUSTED for its failing calls only: behind
     a proxy or sidecar every client shares one address, and someone else's
     wrong guesses must not lock out the clients that hold the token.
+
+    The connection a throttled call came on is shut down as well. Streams
+    opened and reset at once without a token (HTTP/2 rapid reset) queue
+    calls faster than the server can refuse them: 10,000 in 2 s made gRPC
+    drop a random share of other clients' calls (CANCELLED). Shutting the
+    connection ends the flood there; the client may reconnect, and its next
+    failing call is refused and cut again.
     """
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._failures = AuthFailures()
+        self._shut: OrderedDict[str, None] = OrderedDict()
+        # Not awaited by the refused call: a reset stream's call is cancelled
+        # at once, which would cancel the shutdown with it.
+        self._shutter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsh-auth-shut")
         self._missing = _refusal(lambda ctx: self._failed(ctx, _MISSING))
         self._wrong = _refusal(lambda ctx: self._failed(ctx, _WRONG))
+
+    def close(self) -> None:
+        self._shutter.shutdown(wait=False, cancel_futures=True)
 
     def _failed(self, context: Ctx, err: WshError) -> WshError:
         peer = context.peer()
         try:
             self._failures.check(peer)
         except WshError as limited:
+            self._shut_down(peer)
             return limited
         self._failures.failed(peer)
         return err
+
+    def _shut_down(self, peer: str) -> None:
+        """Shut the connection ``peer`` (address and port) down, once."""
+        if peer in self._shut:
+            return
+        self._shut[peer] = None
+        while len(self._shut) > MAX_SHUT_CONNECTIONS:
+            self._shut.popitem(last=False)
+        self._shutter.submit(_shut_down_and_log, peer)
 
     async def intercept_service(
         self,
@@ -110,6 +141,11 @@ class TokenAuth(_Interceptor):
         if not hmac.compare_digest(presented.encode(), self._token):
             return self._wrong
         return handler
+
+
+def _shut_down_and_log(peer: str) -> None:
+    if shut_down_connection(peer):
+        log.info("shut down the connection from %s: too many failed authentications", peer)
 
 
 _MISSING = WshError(

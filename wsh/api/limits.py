@@ -7,7 +7,10 @@ of outside traffic can make it grow without limit.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import resource
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -147,3 +150,54 @@ class AuthFailures:
         self._peers.move_to_end(key)
         while len(self._peers) > MAX_TRACKED_PEERS:
             self._peers.popitem(last=False)
+
+
+def _peer_address(peer: str) -> tuple[str, int] | None:
+    """``ipv4:1.2.3.4:5678`` or ``ipv6:[::1]:5678`` as (IP, port); None for others."""
+    if not peer.startswith(("ipv4:", "ipv6:")):
+        return None
+    host, _, port = peer[5:].rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+        return str(getattr(ip, "ipv4_mapped", None) or ip), int(port)
+    except ValueError:
+        return None
+
+
+def shut_down_connection(peer: str) -> bool:
+    """Shut down this process's TCP connection to ``peer`` (as ``context.peer()``
+    names it); True if one was found.
+
+    gRPC has no call that closes a connection from a handler. This finds the
+    socket among the process's descriptors and shuts it down: gRPC then sees
+    the peer gone and drops the connection and its calls as if it had left.
+    Each descriptor is duplicated before it is looked at, so a socket closed
+    and its number reused meanwhile cannot be mistaken for the peer's.
+    Blocking (scans /proc): run it in a thread.
+    """
+    target = _peer_address(peer)
+    if target is None:
+        return False
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # closed meanwhile, or not a socket Python can use
+        with sock:
+            try:
+                if _peer_address(_format_peer(sock.getpeername())) != target:
+                    continue
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue  # listening, unix or already closed
+            return True
+    return False
+
+
+def _format_peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
+    return ""
