@@ -20,7 +20,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from wsh import client as sdk
-from wsh.client import AsyncClient, Client, WshRpcError
+from wsh.client import AsyncClient, Client, WshRpcError, _aio_io, _sync_io
+from wsh.client._address import Endpoint, parse_addr
 from wsh.defaults import DEFAULT_ADDR
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
@@ -178,11 +179,6 @@ def test_session_methods_take_server() -> None:
             assert params["server"].kind == inspect.Parameter.KEYWORD_ONLY, rpc
 
 
-def test_method_table_is_checked_against_the_proto() -> None:
-    with pytest.raises(TypeError, match="differ from the proto"):
-        sdk._Method("GetSession", hub_pb2.ListSessionsRequest, hub_pb2.GetSessionResponse)
-
-
 # --- Addresses, tokens, TLS options ---------------------------------------------
 
 
@@ -200,7 +196,7 @@ def test_method_table_is_checked_against_the_proto() -> None:
     ],
 )
 def test_parse_addr(addr: str, target: str, tls: bool | None, prefix: str) -> None:
-    assert sdk._parse_addr(addr) == sdk._Endpoint(target, tls, prefix)
+    assert parse_addr(addr) == Endpoint(target, tls, prefix)
 
 
 @pytest.mark.parametrize(
@@ -208,7 +204,7 @@ def test_parse_addr(addr: str, target: str, tls: bool | None, prefix: str) -> No
 )
 def test_parse_addr_rejects(addr: str) -> None:
     with pytest.raises(ValueError):
-        sdk._parse_addr(addr)
+        parse_addr(addr)
 
 
 def test_addr_and_token_default_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,13 +331,6 @@ def test_screen_format_rejects_unknown() -> None:
         sdk.screen_format("bold")
 
 
-def test_optional_last_generation_is_left_unset() -> None:
-    unset = sdk._await_idle_request("s", "", 500, 0, None, False, "plain")
-    zero = sdk._await_idle_request("s", "", 500, 0, 0, False, "plain")
-    assert not unset.HasField("last_generation")
-    assert zero.HasField("last_generation")
-
-
 # --- Error parsing ------------------------------------------------------------
 
 
@@ -376,7 +365,7 @@ def check_error(err: WshRpcError) -> None:
 
 def test_sync_error_parses_error_info() -> None:
     status = rpc_status.to_status(STATUS)
-    check_error(sdk._sync_error(CallError(status.code, status.details, status.trailing_metadata)))
+    check_error(_sync_io.rpc_error(CallError(status.code, status.details, status.trailing_metadata)))
 
 
 def test_aio_error_parses_error_info() -> None:
@@ -388,21 +377,21 @@ def test_aio_error_parses_error_info() -> None:
         status.details,
         None,
     )
-    check_error(sdk._aio_error(exc))
+    check_error(_aio_io.rpc_error(exc))
 
 
 def test_error_without_details_uses_the_code_name() -> None:
     exc = grpc.aio.AioRpcError(
         grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "down", None
     )
-    err = sdk._aio_error(exc)
+    err = _aio_io.rpc_error(exc)
     assert (err.reason, err.metadata, str(err)) == ("", {}, "UNAVAILABLE: down")
 
 
 def test_inconsistent_status_proto_keeps_the_call_status() -> None:
     status = rpc_status.to_status(STATUS)
     # The status proto says ALREADY_EXISTS; the call itself ended INTERNAL.
-    err = sdk._sync_error(CallError(grpc.StatusCode.INTERNAL, "boom", status.trailing_metadata))
+    err = _sync_io.rpc_error(CallError(grpc.StatusCode.INTERNAL, "boom", status.trailing_metadata))
     assert (err.code, err.reason, err.message) == (grpc.StatusCode.INTERNAL, "", "boom")
 
 
@@ -476,6 +465,15 @@ async def test_run_waits_past_the_inputs_generation(served: Served) -> None:
     assert served.hub.requests[2].data == b"\x03"
     assert served.hub.requests[3].last_generation == 41
     assert result.session == "build"
+
+
+async def test_optional_last_generation_is_left_unset(served: Served) -> None:
+    async with AsyncClient(served.addr) as ac:
+        await asyncio.wait_for(ac.await_idle("s"), WAIT)
+        await asyncio.wait_for(ac.await_idle("s", last_generation=0), WAIT)
+    unset, zero = served.hub.requests
+    assert not unset.HasField("last_generation")
+    assert zero.HasField("last_generation")
 
 
 async def test_deadline_is_honoured(served: Served) -> None:

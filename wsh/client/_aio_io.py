@@ -1,0 +1,74 @@
+"""The few things the asyncio client does differently from the blocking one.
+
+:mod:`wsh.client._async` imports these; the generated :mod:`wsh.client._sync`
+imports the same names from :mod:`wsh.client._sync_io`, the blocking twin of
+this module. Everything else about the two clients is written once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias, cast
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+
+from wsh.client._address import CHANNEL_OPTIONS, PrefixedChannel
+from wsh.client._errors import WshRpcError, error_from_status
+from wsh.v1 import hub_pb2, hub_pb2_grpc
+
+if TYPE_CHECKING:
+    from wsh.v1.hub_pb2_grpc import HubServiceAsyncStub
+
+__all__ = [
+    "Channel",
+    "RaceCall",
+    "RpcError",
+    "Stub",
+    "UnaryUnary",
+    "cancel_call",
+    "close_channel",
+    "open_channel",
+    "open_stub",
+    "rpc_error",
+]
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+Channel: TypeAlias = grpc.aio.Channel
+Stub: TypeAlias = "HubServiceAsyncStub"
+UnaryUnary = grpc.aio.UnaryUnaryMultiCallable
+RaceCall: TypeAlias = "grpc.aio.UnaryStreamCall[hub_pb2.RaceIdleRequest, hub_pb2.RaceIdleResponse]"
+RpcError = grpc.aio.AioRpcError
+
+
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+
+
+def open_stub(channel: Channel, prefix: str) -> Stub:
+    return hub_pb2_grpc.HubServiceStub(cast(Channel, PrefixedChannel(channel, prefix)))
+
+
+async def close_channel(channel: Channel) -> None:
+    await channel.close(None)
+
+
+def cancel_call(call: RaceCall) -> None:
+    call.cancel()
+
+
+def rpc_error(exc: RpcError) -> WshRpcError:
+    # grpc-stubs types this as the sync client's tuple; aio returns its Metadata.
+    trailers = cast(grpc.aio.Metadata, exc.trailing_metadata())
+    raw = trailers.get(_DETAILS_KEY) if trailers is not None else None
+    status = None
+    if isinstance(raw, bytes):
+        try:
+            status = status_pb2.Status.FromString(raw)
+        except DecodeError:
+            status = None
+    return error_from_status(exc.code(), exc.details() or "", status)

@@ -1,0 +1,46 @@
+"""Argument types and defaults shared by both clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeAlias, TypedDict
+
+from wsh.v1 import types_pb2
+
+DEFAULT_IDLE_MS = 500
+"""Quiet time, in milliseconds, after which :meth:`Client.run` calls a session idle."""
+
+_FORMATS = {"plain": types_pb2.SCREEN_FORMAT_PLAIN, "styled": types_pb2.SCREEN_FORMAT_STYLED}
+
+# A string because ScreenFormat is an enum wrapper object at run time, not a type.
+ScreenFormatArg: TypeAlias = "str | types_pb2.ScreenFormat.ValueType"
+"""``"plain"``, ``"styled"`` or a ``types_pb2.ScreenFormat`` value."""
+
+
+def screen_format(value: ScreenFormatArg) -> types_pb2.ScreenFormat.ValueType:
+    """Map ``"plain"``/``"styled"`` (any case) or an enum value to ``ScreenFormat``."""
+    if isinstance(value, str):
+        try:
+            return _FORMATS[value.lower()]
+        except KeyError:
+            raise ValueError(f"unknown screen format {value!r}: use 'plain' or 'styled'") from None
+    return value
+
+
+def as_bytes(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+class RaceOptions(TypedDict, total=False):
+    """Keyword arguments of ``race_idle``, as ``race_first`` takes them."""
+
+    tags: Iterable[str]
+    server: str
+    timeout_ms: int
+    max_wait_ms: int
+    last_session: str
+    last_server: str
+    last_generation: int | None
+    fresh: bool
+    format: ScreenFormatArg
+    timeout: float | None

@@ -1,0 +1,65 @@
+"""The few things the blocking client does differently from the asyncio one.
+
+The blocking twin of :mod:`wsh.client._aio_io`, with the same names;
+:mod:`wsh.client._sync` (generated) imports them.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias, cast
+
+import grpc
+from grpc_status import rpc_status
+
+from wsh.client._address import CHANNEL_OPTIONS, PrefixedChannel
+from wsh.client._errors import WshRpcError, error_from_status
+from wsh.v1 import hub_pb2, hub_pb2_grpc
+
+__all__ = [
+    "Channel",
+    "RaceCall",
+    "RpcError",
+    "Stub",
+    "UnaryUnary",
+    "cancel_call",
+    "close_channel",
+    "open_channel",
+    "open_stub",
+    "rpc_error",
+]
+
+Channel: TypeAlias = grpc.Channel
+Stub: TypeAlias = hub_pb2_grpc.HubServiceStub
+UnaryUnary = grpc.UnaryUnaryMultiCallable
+RaceCall: TypeAlias = "grpc.CallIterator[hub_pb2.RaceIdleResponse]"
+RpcError = grpc.RpcError
+
+
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+
+
+def open_stub(channel: Channel, prefix: str) -> Stub:
+    return hub_pb2_grpc.HubServiceStub(cast(Channel, PrefixedChannel(channel, prefix)))
+
+
+def close_channel(channel: Channel) -> None:
+    channel.close()
+
+
+def cancel_call(call: RaceCall) -> None:
+    call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
+
+
+def rpc_error(exc: RpcError) -> WshRpcError:
+    status = None
+    if isinstance(exc, grpc.Call):
+        try:
+            status = rpc_status.from_call(exc)
+        except ValueError:
+            # The peer's Status proto disagrees with the call's own status; the
+            # call's code and message are what gRPC acted on, so keep those.
+            status = None
+    return error_from_status(exc.code(), exc.details() or "", status)
