@@ -129,7 +129,7 @@ def test_no_token_or_control_character_reaches_a_log(tmp_path: Path, started: li
                 metadata=(("authorization", f"Bearer {tokens['client']}"),),
                 timeout=RPC_TIMEOUT,
             )
-        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
         # A backend killed under the hub.
         ok.stop(signal.SIGKILL)
