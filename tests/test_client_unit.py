@@ -365,7 +365,8 @@ def check_error(err: WshRpcError) -> None:
 
 def test_sync_error_parses_error_info() -> None:
     status = rpc_status.to_status(STATUS)
-    check_error(_sync_io.rpc_error(CallError(status.code, status.details, status.trailing_metadata)))
+    exc = CallError(status.code, status.details, status.trailing_metadata)
+    check_error(_sync_io.rpc_error(exc))
 
 
 def test_aio_error_parses_error_info() -> None:
