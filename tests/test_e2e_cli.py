@@ -18,7 +18,7 @@ import pytest
 
 from tests.cluster import wait_health
 from tests.procs import ServerProc, stub
-from wsh import cli
+from wsh.cli.render import MESSAGE_ERROR_CHARS
 from wsh.v1 import hub_pb2
 
 pytestmark = pytest.mark.e2e
@@ -241,7 +241,7 @@ def test_list_warns_about_an_unavailable_backend(tmp_path: Path) -> None:
             f"wsh: warning: sessions of lw-backend ({backend.url}) not listed: unavailable"
         )
         error = warning.split(" not listed: unavailable: ", 1)[1]
-        assert 0 < len(error) <= cli.MESSAGE_ERROR_CHARS
+        assert 0 < len(error) <= MESSAGE_ERROR_CHARS
         data = json.loads(ok(hub, "--json", "list"))
         (missing,) = data["missing_servers"]
         assert (missing["hostname"], missing["health"]) == (

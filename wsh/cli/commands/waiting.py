@@ -1,0 +1,90 @@
+"""Commands that wait for sessions to go quiet: idle, run, race."""
+
+from __future__ import annotations
+
+import argparse
+
+import grpc
+
+from wsh.cli.commands import colour, input_bytes, screen_format
+from wsh.cli.output import Output
+from wsh.cli.render import idle_lines
+from wsh.cli.spinner import Spinner
+from wsh.client import Client, WshRpcError
+from wsh.v1 import types_pb2
+
+
+def _show(
+    idle: types_pb2.Idle,
+    args: argparse.Namespace,
+    out: Output,
+    *,
+    header: bool = False,
+    compact: bool = False,
+    gap: bool = False,
+) -> None:
+    out.result(idle, idle_lines(idle, colour(args), header=header, gap=gap), compact=compact)
+
+
+def idle(client: Client, args: argparse.Namespace, out: Output) -> None:
+    with Spinner(f"waiting for {args.name} to settle"):
+        settled = client.await_idle(
+            args.name,
+            server=args.server,
+            timeout_ms=args.quiet_ms,
+            max_wait_ms=args.max_wait_ms,
+            last_generation=args.last_generation,
+            fresh=args.fresh,
+            format=screen_format(args, out),
+        )
+    _show(settled, args, out)
+
+
+def run(client: Client, args: argparse.Namespace, out: Output) -> None:
+    data = input_bytes(args)
+    with Spinner(f"running in {args.name}"):
+        settled = client.run(
+            args.name,
+            data,
+            args.quiet_ms,
+            server=args.server,
+            max_wait_ms=args.max_wait_ms,
+            format=screen_format(args, out),
+        )
+    _show(settled, args, out)
+
+
+def race(client: Client, args: argparse.Namespace, out: Output) -> None:
+    stream = client.race_idle(
+        tags=args.tag or (),
+        server=args.server,
+        timeout_ms=args.quiet_ms,
+        max_wait_ms=args.max_wait_ms,
+        last_session=args.last_session,
+        last_server=args.last_server,
+        last_generation=args.last_generation,
+        fresh=args.fresh,
+        format=screen_format(args, out),
+    )
+    shown = 0
+    streaming = args.all or args.count > 0
+    settled: set[tuple[str, str]] = set()
+    with stream:
+        while True:
+            try:
+                with Spinner("waiting for a session to settle"):
+                    quiet = next(stream, None)
+            except WshRpcError as exc:
+                # With --all the stream ends by running out of max-wait once
+                # nothing new settles: that is the normal end, not a failure.
+                if shown and exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return
+                raise
+            if quiet is None:
+                return
+            # One JSON object per line, so a consumer can act on each as it comes.
+            _show(quiet, args, out, header=True, compact=streaming, gap=shown > 0)
+            shown += 1
+            settled.add((quiet.server, quiet.session))
+            if not streaming or len(settled) == args.count:
+                return
