@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from wsh.client import AsyncClient, AsyncIdleStream, Client, IdleStream
+from wsh.client import AsyncClient, AsyncIdleStream, Client, IdleStream, _aio_io, _sync_io
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "generate-sync-client"
@@ -80,3 +81,17 @@ def test_both_clients_expose_the_same_methods() -> None:
     ]:
         assert hasattr(Client, sync_name) and hasattr(AsyncClient, async_name)
     assert hasattr(IdleStream, "__next__") and hasattr(AsyncIdleStream, "__anext__")
+
+
+def test_sync_io_has_every_name_the_async_client_takes_from_aio_io() -> None:
+    tree = ast.parse((PACKAGE / "_async.py").read_text())
+    names = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "wsh.client._aio_io"
+        for alias in node.names
+    ]
+    assert "open_stub" in names
+    for name in names:
+        assert hasattr(_aio_io, name), name
+        assert hasattr(_sync_io, name), name

@@ -21,19 +21,6 @@ from wsh.v1 import hub_pb2, hub_pb2_grpc
 if TYPE_CHECKING:
     from wsh.v1.hub_pb2_grpc import HubServiceAsyncStub
 
-__all__ = [
-    "Channel",
-    "RaceCall",
-    "RpcError",
-    "Stub",
-    "UnaryUnary",
-    "cancel_call",
-    "close_channel",
-    "open_channel",
-    "open_stub",
-    "rpc_error",
-]
-
 _DETAILS_KEY = "grpc-status-details-bin"
 
 Channel: TypeAlias = grpc.aio.Channel
@@ -50,6 +37,7 @@ def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> Ch
 
 
 def open_stub(channel: Channel, prefix: str) -> Stub:
+    # The stub asks its channel only for what PrefixedChannel has.
     return hub_pb2_grpc.HubServiceStub(cast(Channel, PrefixedChannel(channel, prefix)))
 
 

@@ -15,19 +15,6 @@ from wsh.client._address import CHANNEL_OPTIONS, PrefixedChannel
 from wsh.client._errors import WshRpcError, error_from_status
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
-__all__ = [
-    "Channel",
-    "RaceCall",
-    "RpcError",
-    "Stub",
-    "UnaryUnary",
-    "cancel_call",
-    "close_channel",
-    "open_channel",
-    "open_stub",
-    "rpc_error",
-]
-
 Channel: TypeAlias = grpc.Channel
 Stub: TypeAlias = hub_pb2_grpc.HubServiceStub
 UnaryUnary = grpc.UnaryUnaryMultiCallable
@@ -42,6 +29,7 @@ def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> Ch
 
 
 def open_stub(channel: Channel, prefix: str) -> Stub:
+    # The stub asks its channel only for what PrefixedChannel has.
     return hub_pb2_grpc.HubServiceStub(cast(Channel, PrefixedChannel(channel, prefix)))
 
 
