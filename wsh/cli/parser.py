@@ -153,6 +153,11 @@ def _add_tags(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--tag", action="append", metavar="T", help=help)
 
 
+def _add_count(parser: argparse.ArgumentParser, option: str, metavar: str, help: str) -> None:
+    # A 32-bit count or duration; 0, the default, means "not given".
+    parser.add_argument(option, type=_uint32, default=0, metavar=metavar, help=help)
+
+
 def _add_session(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="session name")
     _add_server_option(parser, "hostname of the server owning the session (default: this one)")
@@ -189,12 +194,11 @@ def _add_idle_options(parser: argparse.ArgumentParser, *, full: bool) -> None:
         help="idle means no output for this long (default: %(default)s)",
     )
     _renamed(parser, "--timeout-ms", "--quiet-ms", type=_uint32, dest="quiet_ms")
-    parser.add_argument(
+    _add_count(
+        parser,
         "--max-wait-ms",
-        type=_uint32,
-        default=0,
-        metavar="MS",
-        help="fail with IDLE_TIMEOUT if not idle within this long (default: the server's, 30000)",
+        "MS",
+        "fail with IDLE_TIMEOUT if not idle within this long (default: the server's, 30000)",
     )
     if full:
         parser.add_argument(
@@ -351,12 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--last-server", default="", help="server of --last-session")
     sub.add_argument("--all", action="store_true", help="keep printing sessions as they settle")
-    sub.add_argument(
-        "--count",
-        type=_uint32,
-        default=0,
-        metavar="N",
-        help="keep printing sessions as they settle until N different ones have",
+    _add_count(
+        sub, "--count", "N", "keep printing sessions as they settle until N different ones have"
     )
 
     sub = command(
@@ -410,12 +410,11 @@ def _add_servers(parser: argparse.ArgumentParser) -> None:
     sub.add_argument("address", metavar="ADDRESS", help="http[s]://host:port[/prefix]")
     sub.add_argument("--token", dest="backend_token", help="the backend's bearer token")
     sub.add_argument("--no-wait", action="store_true", help="return at once (CONNECTING)")
-    sub.add_argument(
+    _add_count(
+        sub,
         "--wait-timeout-ms",
-        type=_uint32,
-        default=0,
-        metavar="MS",
-        help="how long to wait for it to be healthy (default: 10000; at most 120000)",
+        "MS",
+        "how long to wait for it to be healthy (default: 10000; at most 120000)",
     )
     sub = action("remove", servers.remove_server, "deregister a backend")
     sub.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypedDict
 
 import grpc
 
@@ -12,6 +13,23 @@ from wsh.cli.render import idle_lines
 from wsh.cli.spinner import Spinner
 from wsh.client import Client, WshRpcError
 from wsh.v1 import types_pb2
+
+
+class _Wait(TypedDict):
+    server: str
+    timeout_ms: int
+    max_wait_ms: int
+    format: str
+
+
+def _wait(args: argparse.Namespace, out: Output) -> _Wait:
+    """The options every wait takes: scope, quiet time, bound and screen format."""
+    return {
+        "server": args.server,
+        "timeout_ms": args.quiet_ms,
+        "max_wait_ms": args.max_wait_ms,
+        "format": screen_format(args, out),
+    }
 
 
 def _show(
@@ -29,13 +47,7 @@ def _show(
 def idle(client: Client, args: argparse.Namespace, out: Output) -> None:
     with Spinner(f"waiting for {args.name} to settle"):
         settled = client.await_idle(
-            args.name,
-            server=args.server,
-            timeout_ms=args.quiet_ms,
-            max_wait_ms=args.max_wait_ms,
-            last_generation=args.last_generation,
-            fresh=args.fresh,
-            format=screen_format(args, out),
+            args.name, last_generation=args.last_generation, fresh=args.fresh, **_wait(args, out)
         )
     _show(settled, args, out)
 
@@ -43,28 +55,18 @@ def idle(client: Client, args: argparse.Namespace, out: Output) -> None:
 def run(client: Client, args: argparse.Namespace, out: Output) -> None:
     data = input_bytes(args)
     with Spinner(f"running in {args.name}"):
-        settled = client.run(
-            args.name,
-            data,
-            args.quiet_ms,
-            server=args.server,
-            max_wait_ms=args.max_wait_ms,
-            format=screen_format(args, out),
-        )
+        settled = client.run(args.name, data, **_wait(args, out))
     _show(settled, args, out)
 
 
 def race(client: Client, args: argparse.Namespace, out: Output) -> None:
     stream = client.race_idle(
         tags=args.tag or (),
-        server=args.server,
-        timeout_ms=args.quiet_ms,
-        max_wait_ms=args.max_wait_ms,
         last_session=args.last_session,
         last_server=args.last_server,
         last_generation=args.last_generation,
         fresh=args.fresh,
-        format=screen_format(args, out),
+        **_wait(args, out),
     )
     shown = 0
     streaming = args.all or args.count > 0
