@@ -8,6 +8,19 @@ DEFAULT_ADDR = f"127.0.0.1:{DEFAULT_PORT}"
 MAX_SESSIONS = 256
 MAX_INPUT_BYTES = 1024 * 1024
 SCROLLBACK_LINES = 10_000
+# History memory per session (sys.getsizeof of its lines): 10,000 plain lines
+# of 80 columns take about 1.3 MB; lines with a colour per cell, 40 bytes a cell.
+SCROLLBACK_BYTES = 8 * 1024 * 1024
+# The most text a GetScrollback page holds (a page stops early, at a whole
+# line, so the client asks again from offset + lines): under the 16 MiB gRPC
+# message limit.
+RENDER_BYTES_MAX = 4 * 1024 * 1024
+# The most SGR rendering (about 40 characters per cell with colours of its
+# own) turned into spans per styled screen or page: spans and their protobuf
+# cost up to 20 us each to build, so this bounds a render to about 60 ms.
+# Past it a screen's remaining rows are drawn with the default pen; a page
+# stops early.
+STYLED_RENDER_CHARS = 128 * 1024
 SCROLLBACK_PAGE_DEFAULT = 100
 SCROLLBACK_PAGE_MAX = 10_000
 DEFAULT_ROWS = 24

@@ -98,6 +98,7 @@ class ServerSettings:
     max_sessions: int = defaults.MAX_SESSIONS
     exited_retention_s: float = defaults.EXITED_RETENTION_S
     scrollback_lines: int = defaults.SCROLLBACK_LINES
+    scrollback_bytes: int = defaults.SCROLLBACK_BYTES
     token: str | None = field(default=None, repr=False)
     generate_token: bool = False
     tls_cert: Path | None = None
@@ -208,6 +209,7 @@ class WshServer:
             max_sessions=settings.max_sessions,
             exited_retention_s=settings.exited_retention_s,
             scrollback_limit=settings.scrollback_lines,
+            scrollback_bytes=settings.scrollback_bytes,
         )
         self.health = HealthServicer()
         self.max_connections = settings.max_connections or default_max_connections(
@@ -439,6 +441,14 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         help="lines each session keeps above its screen (default %(default)s)",
     )
     parser.add_argument(
+        "--scrollback-bytes",
+        type=int,
+        default=defaults.SCROLLBACK_BYTES,
+        metavar="BYTES",
+        help="memory each session's history may take; the oldest lines go first "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--max-connections",
         type=int,
         help="connections accepted at once, all clients together (default: "
@@ -454,6 +464,8 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
     args = parser.parse_args(list(argv))
     if args.max_connections is not None and args.max_connections < 1:
         parser.error("--max-connections must be at least 1")
+    if args.scrollback_bytes < 0:
+        parser.error("--scrollback-bytes must be at least 0")
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -473,6 +485,7 @@ def parse_args(argv: Sequence[str]) -> ServerSettings:
         max_sessions=args.max_sessions,
         exited_retention_s=args.exited_retention,
         scrollback_lines=args.scrollback,
+        scrollback_bytes=args.scrollback_bytes,
         token=args.token or read_token_file(args.token_file) or os.environ.get("WSH_TOKEN") or None,
         generate_token=args.generate_token,
         tls_cert=args.tls_cert,

@@ -66,11 +66,13 @@ class SessionManager:
         max_sessions: int = defaults.MAX_SESSIONS,
         exited_retention_s: float = defaults.EXITED_RETENTION_S,
         scrollback_limit: int = defaults.SCROLLBACK_LINES,
+        scrollback_bytes: int = defaults.SCROLLBACK_BYTES,
     ) -> None:
         self.hostname = hostname
         self.max_sessions = max_sessions
         self.exited_retention_s = exited_retention_s
         self.scrollback_limit = scrollback_limit
+        self.scrollback_bytes = scrollback_bytes
         self._sessions: dict[str, Session] = {}
         self._ids = itertools.count()
         self._listeners: list[Listener] = []
@@ -192,6 +194,7 @@ class SessionManager:
             spec,
             self.scrollback_limit,
             self._process_exited,
+            self.scrollback_bytes,
         )
         self._sessions[session.name] = session
         self._upserted(session)

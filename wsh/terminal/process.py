@@ -72,6 +72,8 @@ class PtyProcess:
         self.exit_code: int | None = None
         self._exited = asyncio.Event()
         self._closed = False
+        self._reading = True  # the PTY master is watched for output
+        self._eof = False  # no more output can come
 
         master, slave = os.openpty()
         try:
@@ -133,13 +135,29 @@ class PtyProcess:
         except OSError as exc:
             if exc.errno == errno.EIO:
                 # Every slave closed; nothing more can arrive.
-                self._loop.remove_reader(self._master)
+                self._stop_reading()
                 return
             raise
         if data:
             self._on_output(data)
         else:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        self._eof = True
+        self.pause_reading()
+
+    def pause_reading(self) -> None:
+        """Stop taking output: the program blocks once the kernel's PTY buffer
+        is full, until :meth:`resume_reading`."""
+        if self._reading and not self._closed:
+            self._reading = False
             self._loop.remove_reader(self._master)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closed and not self._eof:
+            self._reading = True
+            self._loop.add_reader(self._master, self._read_ready)
 
     def _drain_output(self) -> None:
         while not self._closed:

@@ -23,6 +23,9 @@ are never converted at all. That doubles the speed of ``seq``-like output.
 from __future__ import annotations
 
 import codecs
+import math
+import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -32,8 +35,16 @@ from operator import attrgetter
 # checkers; the typed stubs live on the extension module itself.
 from avt._avt import Line, Vt
 
+from wsh import defaults
 from wsh.terminal import styled as _styled
-from wsh.terminal.sequences import SequenceTracker
+from wsh.terminal.sequences import (
+    COSTLY,
+    SEQUENCE_PREFIX,
+    SequenceTracker,
+    clamp_repeat,
+    repeat_count,
+    rewrite_repeat,
+)
 from wsh.terminal.styled import Color, Span, StyledLine
 
 __all__ = [
@@ -48,7 +59,16 @@ __all__ = [
 
 _text = attrgetter("text")
 _DEFAULT_PEN = "\x1b[0m"
+# The most output fed to pyavt at once: it slows down on big inputs (by half
+# at 64 KiB).
 _SLICE = 4096
+# The most work fed to pyavt at once, in cells touched: a few milliseconds.
+# Measured per sequence on a blank 1000x1000 screen: ESC#8 9.7 ms, ESC c
+# 9.8 ms, CSI 65535 S 55 ms (most of it keeping the 1000 lines scrolled off);
+# so one such sequence per chunk there, and 26 on a 24x80 screen.
+_CHUNK_CELLS = 50_000
+# An unfinished sequence longer than this is fed without waiting for its end.
+_MAX_HOLD = 4096
 # Cells of scrolled-off lines left unconverted, at about 25 bytes each: enough
 # for a full history of 10,000 lines of 100 columns.
 _UNREAD_CELLS = 1 << 20
@@ -97,18 +117,34 @@ class TerminalScreen:
     Not thread-safe: one owner feeds it and reads it (the event loop).
     """
 
-    def __init__(self, rows: int, cols: int, scrollback_limit: int = 10_000) -> None:
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        scrollback_limit: int = 10_000,
+        scrollback_bytes: int = defaults.SCROLLBACK_BYTES,
+    ) -> None:
         _check_size(rows, cols)
-        if scrollback_limit < 0:
-            raise ValueError(f"scrollback_limit must be >= 0, got {scrollback_limit}")
+        if scrollback_limit < 0 or scrollback_bytes < 0:
+            raise ValueError(
+                f"scrollback_limit and scrollback_bytes must be >= 0, "
+                f"got {scrollback_limit} and {scrollback_bytes}"
+            )
         self._rows = rows
         self._cols = cols
         self._limit = scrollback_limit
+        self._byte_limit = scrollback_bytes
         self._vt = Vt(cols, rows, scrollback_limit=0)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        # Decoded output not fed to pyavt yet, the last ``_held`` characters
+        # of it an unfinished sequence waiting for its end.
+        self._pending = ""
+        self._held = 0
+        self._burst_scrolled = 0  # lines scrolled off since the queue was last empty
         self._sequences = SequenceTracker()
         # Oldest first: plain text (str), or styled.Dump where styles may matter.
-        self._history: deque[str] = deque(maxlen=scrollback_limit)
+        self._history: deque[str] = deque()
+        self._history_bytes = 0  # sys.getsizeof of every line in _history
         # Plain lines scrolled off after everything in _history, not yet text.
         self._unread: deque[Line] = deque(maxlen=scrollback_limit)
         # The pen is the default (True), is not (False), or was not checked
@@ -121,6 +157,8 @@ class TerminalScreen:
         self._styled_rows: list[StyledLine] = []
         self._dirty: set[int] = set()  # rows pyavt changed since the last view
         self._stale_styled: set[int] = set()  # rows whose spans are out of date
+        self._styled_cost: list[int] = []  # per row: length of its SGR rendering
+        self._degraded: set[int] = set()  # rows drawn plain, over the styles budget
         self._plain_view: ScreenView | None = None
         self._styled_view: ScreenView | None = None
         self._reset_rows()
@@ -140,33 +178,132 @@ class TerminalScreen:
         """True while the program shows the alternate screen (vi, htop, less...)."""
         return self._sequences.alternate_screen
 
+    @property
+    def backlog(self) -> bool:
+        """Whether output written is waiting to be fed to the emulator."""
+        return len(self._pending) > self._held
+
     def feed(self, data: bytes) -> None:
-        """Take raw output bytes; a UTF-8 sequence may be split across calls."""
-        # U+0080 to U+009F, the C1 controls, are C2 80 to C2 9F in UTF-8; the
-        # C2 may have come at the end of the last chunk.
-        c1_possible = b"\xc2" in data or self._decoder.getstate()[0] == b"\xc2"
+        """Take raw output bytes and emulate them all now.
+
+        A UTF-8 or escape sequence may be split across calls.
+        """
+        self.write(data)
+        self.advance(math.inf)
+
+    def write(self, data: bytes) -> None:
+        """Queue raw output bytes for :meth:`advance`, which emulates them."""
         text = self._decoder.decode(data)
-        if not text:
-            return
         if "\x7f" in text:
             # pyavt prints DEL as a glyph; terminals ignore it.
             text = text.replace("\x7f", "")
-        plain = self._sequences.feed(text, c1_possible)
+        if text:
+            self._pending += text
+            self._held = 0
+
+    def advance(self, deadline: float) -> bool:
+        """Emulate queued output until it is all done or ``time.monotonic()``
+        passes ``deadline``; True once nothing more can be done now.
+
+        Work goes in chunks of bounded cost (``_next_chunk``), so the call
+        overruns ``deadline`` by one chunk at most. An unfinished escape
+        sequence at the end waits for the rest of it.
+        """
+        while self.backlog:
+            chunk = self._next_chunk()
+            if chunk:
+                self._feed_chunk(chunk)
+            if time.monotonic() >= deadline:
+                break
+        if self.backlog:
+            return False
+        if self._unread and self._burst_scrolled < self._rows:
+            # Output paused: a good time to read the lines that scrolled off.
+            self._read()
+        self._burst_scrolled = 0
+        return True
+
+    def _next_chunk(self) -> str:
+        """Take the next piece of queued output, never cutting a sequence, of
+        bounded cost: at most ``_SLICE`` characters and about
+        ``_CHUNK_CELLS`` cells of work (``sequences.COSTLY``, each costing a
+        screenful, and REP counts, clamped to what can show).
+
+        Returns "" (and sets ``_held``) when all that is left is the start of
+        a sequence still to be finished by later output.
+        """
+        text = self._pending
+        end = self._safe_end(text, min(len(text), _SLICE))
+        if end == 0:
+            self._held = len(text)
+            return ""
+        area = self._rows * self._cols
+        budget = _CHUNK_CELLS
+        parts: list[str] = []
+        done = 0
+        costly = text.find("\x1b", 0, end) >= 0 or text.find("\x9b", 0, end) >= 0
+        for match in COSTLY.finditer(text, 0, end) if costly else ():
+            if match.group(2) != "b":
+                cost = area
+            else:
+                count = repeat_count(match.group(1))
+                if count is None:
+                    continue
+                clamped = clamp_repeat(count, self._rows, self._cols)
+                step = min(clamped, max(budget, 1))
+                if step != count:
+                    # Rewrite the REP to repeat ``step`` times; what is left
+                    # of a clamped count comes back as a REP of its own.
+                    params = rewrite_repeat(match.group(1), step)
+                    parts += (text[done : match.start(1)], params, "b")
+                    done = match.end()
+                    if step < clamped:
+                        end = match.end()
+                        text = f"{text[:end]}\x1b[{clamped - step}b{text[end:]}"
+                        break
+                cost = step
+            if cost > budget and match.start() > 0 and budget < _CHUNK_CELLS:
+                # Leave this sequence for the next chunk. (A rewritten REP
+                # was never over the budget, so ``parts`` is behind us.)
+                end = match.start()
+                break
+            budget -= cost
+        parts.append(text[done:end])
+        self._pending = text[end:]
+        return "".join(parts)
+
+    @staticmethod
+    def _safe_end(text: str, end: int) -> int:
+        """``end``, or an earlier or later position so that ``text[:end]`` does
+        not end inside an escape sequence; 0 to wait for more output."""
+        start = max(text.rfind("\x1b", 0, end), text.rfind("\x9b", 0, end))
+        if start < 0:
+            return end
+        prefix = SEQUENCE_PREFIX.match(text, start)
+        assert prefix is not None  # the pattern matches any ESC or CSI
+        if prefix.end() < end:
+            return end  # finished (or aborted) before ``end``
+        if start > 0:
+            return start
+        if prefix.end() < len(text):
+            return prefix.end() + 1  # a sequence longer than a slice, taken whole
+        # A sequence not finished yet: wait for its end, unless it is already
+        # absurdly long (then it goes to pyavt as it is, which bounds its
+        # cost: one unclamped REP per _MAX_HOLD characters at most).
+        return 0 if len(text) <= _MAX_HOLD else len(text)
+
+    def _feed_chunk(self, text: str) -> None:
+        plain = self._sequences.feed(text, not text.isascii())
         if not plain:
             self._default_pen = None
         self._plain_view = self._styled_view = None
-        scrolled = 0
-        # pyavt slows down on big inputs (by half at 64 KiB): feed it slices.
-        for start in range(0, len(text), _SLICE):
-            changed, lines = self._vt.feed_str(text[start : start + _SLICE])
-            self._dirty.update(changed)
-            if lines:
-                self._scrolled(lines, plain)
-                scrolled += len(lines)
+        changed, lines = self._vt.feed_str(text)
+        self._dirty.update(changed)
+        if lines:
+            self._scrolled(lines, plain)
+            self._burst_scrolled += len(lines)
         if not (plain and self._default_pen):
             self._styled_ahead = self._rows
-        if self._unread and scrolled < self._rows:
-            self._read()
 
     def resize(self, rows: int, cols: int) -> None:
         """Change the screen size; lines pushed off the top go to history.
@@ -231,6 +368,9 @@ class TerminalScreen:
         total = kept + self._rows
         stop = min(offset + limit, total)
         past = list(islice(self._history, offset, stop)) if offset < kept else []
+        fits = _fitting(past, styled)
+        if fits < len(past):
+            past, stop = past[:fits], offset + fits
         first, last = max(offset - kept, 0), max(stop - kept, 0)
         lines = tuple(map(_styled.plain, past)) + view.lines[first:last]
         styled_lines = None
@@ -241,6 +381,8 @@ class TerminalScreen:
     def _reset_rows(self) -> None:
         self._plain_rows = [""] * self._rows
         self._styled_rows = [()] * self._rows
+        self._styled_cost = [0] * self._rows
+        self._degraded = set()
         self._dirty = set(range(self._rows))
         self._stale_styled = set()
         self._plain_view = self._styled_view = None
@@ -253,10 +395,37 @@ class TerminalScreen:
         self._dirty.clear()
 
     def _refresh_styled_rows(self) -> None:
+        """Spans for the rows out of date, top to bottom, while the screen's
+        SGR rendering stays within ``defaults.STYLED_RENDER_CHARS``; the rows
+        after that are drawn with the default pen, and tried again at the
+        next view.
+
+        Spans cost about 14 us each to build when every cell has its own
+        colours (200x1000 such cells took 2.7 s), the protobuf as much again;
+        the budget bounds that to tens of milliseconds per view.
+        """
+        stale = self._stale_styled | self._degraded
+        self._degraded = set()
         lines = self._vt.view()
-        for row in self._stale_styled:
-            self._styled_rows[row] = _styled.styled(_styled.dump(lines[row]))
+        budget = defaults.STYLED_RENDER_CHARS
+        for row in range(self._rows):
+            if row not in stale:
+                budget -= self._styled_cost[row]
+            elif budget > 0:
+                dump = _styled.dump(lines[row])
+                budget -= len(dump)
+                self._styled_cost[row] = len(dump)
+                self._styled_rows[row] = _styled.styled(dump)
+            else:
+                self._styled_cost[row] = 0
+                self._styled_rows[row] = _styled.styled(self._plain_rows[row])
+                self._degraded.add(row)
         self._stale_styled.clear()
+
+    @property
+    def styles_degraded(self) -> bool:
+        """Whether the last styled view drew some rows plain, over the budget."""
+        return bool(self._degraded)
 
     def _scrolled(self, lines: list[Line], plain: bool) -> None:
         """Keep lines a feed scrolled off; ``plain``: whether the feed was plain text."""
@@ -277,7 +446,7 @@ class TerminalScreen:
             lines = lines[len(lines) - self._limit :]
         if styled_count > 0:
             self._read()
-            self._history.extend(map(_styled.dump, lines[:styled_count]))
+            self._push(list(map(_styled.dump, lines[:styled_count])))
             lines = lines[styled_count:]
         if lines:
             self._unread.extend(lines)
@@ -287,14 +456,47 @@ class TerminalScreen:
     def _read(self) -> None:
         """Turn the unread lines into text."""
         if self._unread:
-            self._history.extend(map(str.rstrip, map(_text, self._unread)))
+            self._push(list(map(str.rstrip, map(_text, self._unread))))
             self._unread.clear()
+
+    def _push(self, lines: list[str]) -> None:
+        """Append converted lines to history, then drop the oldest beyond the
+        line limit or the byte budget."""
+        history = self._history
+        history.extend(lines)
+        self._history_bytes += sum(map(sys.getsizeof, lines))
+        excess = len(history) - self._limit
+        for _ in range(excess):
+            self._history_bytes -= sys.getsizeof(history.popleft())
+        while self._history_bytes > self._byte_limit:
+            self._history_bytes -= sys.getsizeof(history.popleft())
+
+    @property
+    def history_bytes(self) -> int:
+        """Memory held by the converted history lines (``sys.getsizeof``)."""
+        return self._history_bytes
 
     def _pen_is_default(self) -> bool:
         # pyavt's dump ends with the pen, as ESC [ 0 ... m, and then only
         # modes, written with the C1 CSI; cells never hold an ESC.
         state = self._vt.dump()
         return state.startswith(_DEFAULT_PEN, state.rfind("\x1b[0"))
+
+
+def _fitting(lines: list[str], styled: bool) -> int:
+    """How many of ``lines``, from the first, fit in a response: their stored
+    text (plain, or the SGR rendering) within ``defaults.RENDER_BYTES_MAX``
+    and, styled, their renderings within ``defaults.STYLED_RENDER_CHARS``.
+    At least one, so that paging always moves on."""
+    budget = defaults.RENDER_BYTES_MAX
+    styles = defaults.STYLED_RENDER_CHARS if styled else math.inf
+    for count, line in enumerate(lines):
+        budget -= len(line)
+        if isinstance(line, _styled.Dump):
+            styles -= len(line)
+        if (budget < 0 or styles < 0) and count:
+            return count
+    return len(lines)
 
 
 def _check_size(rows: int, cols: int) -> None:

@@ -22,6 +22,7 @@ An unfinished sequence longer than 512 characters is not carried over.
 
 from __future__ import annotations
 
+import math
 import re
 
 # Controls that pass through a sequence without ending it.
@@ -31,11 +32,26 @@ _PASS_CHARS = frozenset([*map(chr, range(0x18)), "\x19", *map(chr, range(0x1C, 0
 # patterns that start with one literal character are found fast.
 _MODES = re.compile(rf"\?([0-9;:{_PASS}]*)([hl])")
 _RESET = re.compile(rf"\x1b[{_PASS}]*c")
-# An escape or control sequence still waiting for its final character.
-_UNFINISHED = re.compile(
+# The longest start of an escape or control sequence: what comes after it is
+# its final character (or a character that aborts it).
+_PREFIX = (
     rf"(?:\x1b[{_PASS}]*(?:[\x20-\x2f][\x20-\x2f{_PASS}]*|\[[\x20-\x3f{_PASS}]*)?"
-    rf"|\x9b[\x20-\x3f{_PASS}]*)\Z"
+    rf"|\x9b[\x20-\x3f{_PASS}]*)"
 )
+SEQUENCE_PREFIX = re.compile(_PREFIX)
+# An escape or control sequence still waiting for its final character.
+_UNFINISHED = re.compile(_PREFIX + r"\Z")
+# Sequences whose cost does not follow their length: a CSI that scrolls,
+# inserts or deletes lines (S T L M), erases the display (J), sets or resets
+# modes (h l: the alternate screen copies and clears it) or repeats the last
+# character (b), and RIS (ESC c) and DECALN (ESC # 8). Each can touch every
+# cell of the screen. Group 1 holds a CSI's parameters, group 2 its final.
+COSTLY = re.compile(
+    rf"(?:\x1b[{_PASS}]*\[|\x9b)([\x20-\x3f{_PASS}]*)([STLMJhlb])"
+    rf"|\x1b[{_PASS}]*(?:c|#[{_PASS}]*8)"
+)
+_PASS_RUN = re.compile(f"[{_PASS}]+")
+_REP_PARAMS = re.compile(rf"[0-9;:{_PASS}]*")
 # Besides ESC, the C1 controls: they too move lines or start sequences.
 _C1 = re.compile("[\x80-\x9f]")
 _NOT_PARAM = re.compile(r"[^0-9;:]")
@@ -57,6 +73,45 @@ def _after_csi(text: str, at: int) -> bool:
     while at >= 0 and text[at] in _PASS_CHARS:
         at -= 1
     return at >= 0 and text[at] == "\x1b"
+
+
+def repeat_count(params: str) -> int | None:
+    """How many times a REP (``CSI params b``) repeats the last character, as
+    pyavt reads it, or None if pyavt ignores it (a private marker or an
+    intermediate byte among the parameters)."""
+    if not _REP_PARAMS.fullmatch(params):
+        return None
+    digits = _PASS_RUN.sub("", params).partition(";")[0].partition(":")[0][-16:]
+    return max(int(digits or "0") % 65536, 1)
+
+
+def clamp_repeat(count: int, rows: int, cols: int) -> int:
+    """The smallest REP count that leaves the screen as ``count`` would.
+
+    Once a screen (or its scroll region) is full of the repeated character,
+    each further row of it only scrolls, so the screen then repeats with a
+    period of one row: ``cols`` narrow characters, or ``cols // 2`` wide
+    ones. A count past one screen plus a row plus a period is cut back by
+    whole periods. Only the lines scrolled off into history differ: fewer
+    copies of the same line. (Checked against pyavt on random screens, modes,
+    margins and characters by the tests.)
+    """
+    period = math.lcm(cols, max(cols // 2, 1))
+    saturated = (rows + 1) * cols + period
+    return count if count <= saturated else saturated + (count - saturated) % period
+
+
+def rewrite_repeat(params: str, count: int) -> str:
+    """REP parameters ``params`` with the count replaced by ``count``.
+
+    The controls that may sit among the digits run as the sequence is parsed,
+    before its final character acts, so moving them ahead of the new digits
+    changes nothing.
+    """
+    first, sep, rest = params.partition(";")
+    head, colon, sub = first.partition(":")
+    controls = "".join(_PASS_RUN.findall(head))
+    return f"{controls}{count}{colon}{sub}{sep}{rest}"
 
 
 def _switches_screen(raw: str) -> bool:
