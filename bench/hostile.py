@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import multiprocessing
 import secrets
 import shutil
 import signal
@@ -34,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 import _hostile as hx
@@ -50,35 +52,31 @@ TARGET_P99_MS = 50.0
 MB = 1024 * 1024
 
 
-@dataclass(slots=True)
-class Probe:
-    """GetServerInfo every ``PROBE_INTERVAL_S`` on a channel of its own, in a thread.
+def probe(address: str, metadata: tuple[tuple[str, str], ...], stop: Any, out: Any) -> None:
+    """GetServerInfo every ``PROBE_INTERVAL_S`` until ``stop`` is set; sends
+    (latencies in ns, failures) through ``out``.
 
-    A thread with the blocking client keeps the probe's timing independent of
-    the attack's asyncio loop in the main thread.
+    It runs in a process of its own: in a thread of the benchmark, the
+    attack's own work (parsing megabytes of screens) held the GIL and showed
+    up as server delay.
     """
-
-    address: str
-    metadata: tuple[tuple[str, str], ...]
-    latencies_ns: list[int] = field(default_factory=list)
-    failures: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        channel = grpc.insecure_channel(self.address)
-        stub = hub_pb2_grpc.HubServiceStub(channel)
-        request = hub_pb2.GetServerInfoRequest()
-        try:
-            while not self.stop.is_set():
-                start = h.now_ns()
-                try:
-                    stub.GetServerInfo(request, timeout=PROBE_TIMEOUT_S, metadata=self.metadata)
-                    self.latencies_ns.append(h.now_ns() - start)
-                except grpc.RpcError:
-                    self.failures += 1
-                self.stop.wait(PROBE_INTERVAL_S)
-        finally:
-            channel.close()
+    channel = grpc.insecure_channel(address)
+    stub = hub_pb2_grpc.HubServiceStub(channel)
+    request = hub_pb2.GetServerInfoRequest()
+    latencies: list[int] = []
+    failures = 0
+    try:
+        while not stop.is_set():
+            start = h.now_ns()
+            try:
+                stub.GetServerInfo(request, timeout=PROBE_TIMEOUT_S, metadata=metadata)
+                latencies.append(h.now_ns() - start)
+            except grpc.RpcError:
+                failures += 1
+            stop.wait(PROBE_INTERVAL_S)
+    finally:
+        channel.close()
+        out.send((latencies, failures))
 
 
 @dataclass(slots=True)
@@ -133,18 +131,24 @@ def run_attack(
     workdir = scratch / f"attack{index}"
     workdir.mkdir()
     token = secrets.token_urlsafe(24)
-    server = hx.start_server(code, workdir, f"hostile{index}", token=token)
+    try:
+        server = hx.start_server(code, workdir, f"hostile{index}", token=token)
+    except (RuntimeError, TimeoutError) as err:
+        log = (workdir / f"hostile{index}.log").read_text(errors="replace").strip()
+        return Outcome(name, None, 0, 0, 0, 0.0, f"no server: {err}: {log[-200:]}")
     try:
         target = hx.Target(server.address, token, server.pid, workdir, code)
         start_rss, _ = hx.read_rss(server.pid)
-        probe = Probe(server.address, target.metadata())
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        receive, send = context.Pipe(duplex=False)
+        prober = context.Process(
+            target=probe, args=(server.address, target.metadata(), stop, send), daemon=True
+        )
+        prober.start()
         sampler = RssSampler(server, cap)
-        threads = [
-            threading.Thread(target=probe.run, name="probe", daemon=True),
-            threading.Thread(target=sampler.run, name="rss", daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
+        thread = threading.Thread(target=sampler.run, name="rss", daemon=True)
+        thread.start()
         started = time.monotonic()
         try:
             note = asyncio.run(asyncio.wait_for(attack(target), hx.ATTACK_TIMEOUT_S))
@@ -156,19 +160,18 @@ def run_attack(
             note = f"attack failed: {type(err).__name__}: {err}"
         seconds = time.monotonic() - started
         time.sleep(SETTLE_S)
-        probe.stop.set()
+        stop.set()
         sampler.stop.set()
-        for thread in threads:
-            thread.join(PROBE_TIMEOUT_S + 5)
+        thread.join(5)
+        latencies, failures = receive.recv() if receive.poll(PROBE_TIMEOUT_S + 5) else ([], 0)
+        prober.join(5)
         _, hwm = hx.read_rss(server.pid)
         if sampler.killed:
             note = f"KILLED at RSS cap {cap // MB} MB; {note}"
         elif not server.alive():
             note = f"server died ({server.proc.returncode}); {note}"
-        stats = h.Stats.of(probe.latencies_ns) if probe.latencies_ns else None
-        return Outcome(
-            name, stats, probe.failures, start_rss, max(sampler.peak, hwm), seconds, note
-        )
+        stats = h.Stats.of(latencies) if latencies else None
+        return Outcome(name, stats, failures, start_rss, max(sampler.peak, hwm), seconds, note)
     finally:
         server.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from dataclasses import dataclass
 
 from wsh.api import convert
 from wsh.federation.registry import Backend
@@ -13,41 +14,71 @@ from wsh.terminal.screen import ScreenView
 from wsh.v1 import types_pb2
 
 
+@dataclass(slots=True)
+class _Rendered:
+    """A session's view as protobuf, with the Idle last built around it."""
+
+    view: ScreenView
+    screen: types_pb2.Screen
+    idle: types_pb2.Idle | None = None
+
+
 class ScreenRenderer:
-    """Builds protobuf screens once per rendered view and reuses them.
+    """Builds protobuf screens once per rendered view and shares them.
 
     Many clients, races and idle waits ask for the same screen; the terminal
-    caches its view per output, and this caches the protobuf built from it.
+    caches its view per output, and this caches the protobuf built from it,
+    and the Idle around it. Callers get the cached messages themselves, not
+    copies, and must not change them: 40 RaceIdle streams each holding a
+    copy of a styled 200x1000 screen took 1.1 GB.
     """
 
     def __init__(self) -> None:
-        self._cache: weakref.WeakKeyDictionary[
-            Session, dict[bool, tuple[ScreenView, types_pb2.Screen]]
-        ] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[Session, dict[bool, _Rendered]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def screen(self, session: Session, styled: bool, generation: int) -> types_pb2.Screen:
+    def _rendered(self, session: Session, styled: bool, generation: int) -> _Rendered:
         view = session.view(styled)
         per_session = self._cache.setdefault(session, {})
         cached = per_session.get(styled)
-        if cached is None or cached[0] is not view:
-            cached = (view, convert.screen_to_pb(view))
-            per_session[styled] = cached
-        out = types_pb2.Screen()
-        out.CopyFrom(cached[1])
-        out.generation = generation
-        return out
+        if cached is None or cached.view is not view:
+            screen = convert.screen_to_pb(view)
+        elif cached.screen.generation != generation:
+            # Input moved the generation on, not the screen.
+            screen = types_pb2.Screen()
+            screen.CopyFrom(cached.screen)
+        else:
+            return cached
+        screen.generation = generation
+        cached = per_session[styled] = _Rendered(view, screen)
+        return cached
+
+    def screen(self, session: Session, styled: bool, generation: int) -> types_pb2.Screen:
+        """The session's screen at ``generation``: shared, not to be changed."""
+        return self._rendered(session, styled, generation).screen
 
     def idle(self, session: Session, server: str, generation: int, styled: bool) -> types_pb2.Idle:
-        screen = self.screen(session, styled, generation)
-        return types_pb2.Idle(
-            session=session.name,
-            server=server,
-            generation=generation,
-            screen=screen,
-            scrollback_lines=screen.total_lines,
-            last_activity_ms=session.activity.idle_ms(),
-            exit_code=session.process.exit_code,
-        )
+        """The session's Idle at ``generation``: shared, not to be changed."""
+        rendered = self._rendered(session, styled, generation)
+        idle = rendered.idle
+        exit_code = session.process.exit_code
+        if (
+            idle is None
+            or idle.server != server
+            or idle.HasField("exit_code") != (exit_code is not None)
+            or (exit_code is not None and idle.exit_code != exit_code)
+        ):
+            idle = rendered.idle = types_pb2.Idle(
+                session=session.name,
+                server=server,
+                generation=generation,
+                screen=rendered.screen,
+                scrollback_lines=rendered.screen.total_lines,
+                last_activity_ms=session.activity.idle_ms(),
+                exit_code=exit_code,
+            )
+        return idle
 
 
 class InventoryRenderer:
