@@ -185,3 +185,27 @@ def test_a_renamed_backend_is_refused_until_the_operator_accepts_it(procs: Procs
         entry = wait_health(hub_stub, HEALTHY, address=new.url, timeout=20)
         assert entry.hostname == "build-4"
         assert create(hub_stub, "s4", "build-4", command="cat").server == "build-4"
+
+
+def test_two_config_entries_owning_one_name_the_first_keeps_it(procs: Procs) -> None:
+    first = procs.server("build-5")
+    second = procs.server("build-5", config="build-5-again.toml")
+    hub_config = procs.tmp / "hub.toml"
+    hub_config.write_text(
+        f'[[servers]]\naddress = "{first.url}"\nhostname = "build-5"\n\n'
+        f'[[servers]]\naddress = "{second.url}"\nhostname = "build-5"\n'
+    )
+    hub = procs.server("hub")
+    channel, hub_stub = stub(hub.addr)
+    with channel:
+        wait_health(hub_stub, HEALTHY, address=first.url)
+        refused = wait_health(hub_stub, REJECTED, address=second.url)
+        assert refused.last_error.startswith("HOSTNAME_TAKEN") and first.url in refused.last_error
+        create(hub_stub, "s5", "build-5", command="cat")
+    for proc, holds in ((first, True), (second, False)):
+        direct, backend = stub(proc.addr)
+        with direct:
+            listed = backend.ListSessions(hub_pb2.ListSessionsRequest(), timeout=RPC_TIMEOUT)
+        assert ("s5" in [s.name for s in listed.sessions]) is holds, proc.url
+    log = (procs.tmp / "hub.log").read_text()
+    assert f"config backends {first.url} and {second.url} both own hostname 'build-5'" in log
