@@ -217,8 +217,8 @@ class WshServer:
         )
         # The token is checked first, before anything reads a request body;
         # RequestGuard must stay last: it sees only authenticated calls.
-        guard = RequestGuard()
         self._auth = TokenAuth(token) if token else None
+        guard = RequestGuard(self._auth.trust if self._auth else None)
         self._server = grpc.aio.server(
             options=(
                 *GRPC_SERVER_OPTIONS,

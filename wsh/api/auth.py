@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
-from wsh.api.limits import AuthFailures, shut_down_connection
+from wsh.api.limits import AUTH_WINDOW_S, AuthFailures, peer_key, shut_down_connection
 from wsh.api.status import abort
 from wsh.errors import Kind, WshError
 
@@ -32,6 +33,8 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 MIN_TOKEN_LEN = 16
 # Connections of throttled peers remembered as already shut down.
 MAX_SHUT_CONNECTIONS = 1024
+# Connections remembered as having carried the right token.
+MAX_TRUSTED_CONNECTIONS = 10_000
 
 # The stubs make these generic; at run time they are plain classes.
 if TYPE_CHECKING:
@@ -87,23 +90,41 @@ class TokenAuth(_Interceptor):
     a proxy or sidecar every client shares one address, and someone else's
     wrong guesses must not lock out the clients that hold the token.
 
-    The connection a throttled call came on is shut down as well. Streams
-    opened and reset at once without a token (HTTP/2 rapid reset) queue
-    calls faster than the server can refuse them: 10,000 in 2 s made gRPC
-    drop a random share of other clients' calls (CANCELLED). Shutting the
-    connection ends the flood there; the client may reconnect, and its next
-    failing call is refused and cut again.
+    The connection a throttled call came on is shut down as well, unless a
+    call on it ever held the right token (a proxy multiplexes good and bad
+    clients on one connection). Streams opened and reset at once without a
+    token (HTTP/2 rapid reset) queue calls faster than the server can refuse
+    them: 10,000 in 2 s made gRPC drop a random share of other clients'
+    calls (CANCELLED). Shutting the connection ends the flood there; the
+    client may reconnect, and its next failing call is refused and cut again.
     """
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._failures = AuthFailures()
         self._shut: OrderedDict[str, None] = OrderedDict()
+        # Connections (address and port) that carried a call with the token.
+        self._trusted: OrderedDict[str, None] = OrderedDict()
+        # Address -> when a shutdown was last logged: one line per address
+        # and window, however often it reconnects.
+        self._logged: OrderedDict[str, float] = OrderedDict()
         # Not awaited by the refused call: a reset stream's call is cancelled
         # at once, which would cancel the shutdown with it.
         self._shutter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsh-auth-shut")
         self._missing = _refusal(lambda ctx: self._failed(ctx, _MISSING))
         self._wrong = _refusal(lambda ctx: self._failed(ctx, _WRONG))
+
+    def trust(self, context: Ctx) -> None:
+        """Remember that ``context``'s connection carried the right token.
+
+        Called by ``RequestGuard`` for every call that reaches its handler,
+        which behind this interceptor means every authenticated call.
+        """
+        peer = context.peer()
+        self._trusted[peer] = None
+        self._trusted.move_to_end(peer)
+        while len(self._trusted) > MAX_TRUSTED_CONNECTIONS:
+            self._trusted.popitem(last=False)
 
     def close(self) -> None:
         self._shutter.shutdown(wait=False, cancel_futures=True)
@@ -113,7 +134,8 @@ class TokenAuth(_Interceptor):
         try:
             self._failures.check(peer)
         except WshError as limited:
-            self._shut_down(peer)
+            if peer not in self._trusted:
+                self._shut_down(peer)
             return limited
         self._failures.failed(peer)
         return err
@@ -125,7 +147,14 @@ class TokenAuth(_Interceptor):
         self._shut[peer] = None
         while len(self._shut) > MAX_SHUT_CONNECTIONS:
             self._shut.popitem(last=False)
-        self._shutter.submit(_shut_down_and_log, peer)
+        address, now = peer_key(peer), time.monotonic()
+        announce = now - self._logged.get(address, -AUTH_WINDOW_S) >= AUTH_WINDOW_S
+        if announce:
+            self._logged[address] = now
+            self._logged.move_to_end(address)
+            while len(self._logged) > MAX_SHUT_CONNECTIONS:
+                self._logged.popitem(last=False)
+        self._shutter.submit(_shut_down_and_log, peer, announce)
 
     async def intercept_service(
         self,
@@ -143,9 +172,14 @@ class TokenAuth(_Interceptor):
         return handler
 
 
-def _shut_down_and_log(peer: str) -> None:
-    if shut_down_connection(peer):
-        log.info("shut down the connection from %s: too many failed authentications", peer)
+def _shut_down_and_log(peer: str, announce: bool) -> None:
+    if shut_down_connection(peer) and announce:
+        log.info(
+            "shutting down connections from %s: too many failed authentications "
+            "(logged once per %.0f s)",
+            peer_key(peer),
+            AUTH_WINDOW_S,
+        )
 
 
 _MISSING = WshError(

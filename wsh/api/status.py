@@ -143,7 +143,7 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
-def _guard_bodies(method: str, handler: Handler) -> Handler:
+def _guard_bodies(method: str, handler: Handler, on_call: Callable[[Ctx], None] | None) -> Handler:
     """``handler`` answering INVALID_ARGUMENT to a body that does not parse.
 
     Left alone, grpc.aio answers UNKNOWN quoting the parser's exception and
@@ -159,6 +159,8 @@ def _guard_bodies(method: str, handler: Handler) -> Handler:
     # are coroutine and async-generator functions.
     def unary_in(inner: Any) -> Any:
         async def call(request: Any, context: Ctx) -> Any:
+            if on_call is not None:
+                on_call(context)
             if request is MALFORMED:
                 await abort(context, refusal)
             return await inner(request, context)
@@ -167,6 +169,8 @@ def _guard_bodies(method: str, handler: Handler) -> Handler:
 
     def unary_in_stream_out(inner: Any) -> Any:
         async def call(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            if on_call is not None:
+                on_call(context)
             if request is MALFORMED:
                 await abort(context, refusal)
             async for item in inner(request, context):
@@ -186,12 +190,16 @@ def _guard_bodies(method: str, handler: Handler) -> Handler:
 
     def stream_in(inner: Any) -> Any:
         async def call(requests: AsyncIterator[Any], context: Ctx) -> Any:
+            if on_call is not None:
+                on_call(context)
             return await inner(checked(requests, context), context)
 
         return call
 
     def stream_in_stream_out(inner: Any) -> Any:
         async def call(requests: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
+            if on_call is not None:
+                on_call(context)
             async for item in inner(checked(requests, context), context):
                 yield item
 
@@ -213,7 +221,9 @@ def _guard_bodies(method: str, handler: Handler) -> Handler:
 class RequestGuard(_Interceptor):
     """Turns request bodies that do not parse into INVALID_ARGUMENT, for every method."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_call: Callable[[Ctx], None] | None = None) -> None:
+        """``on_call(context)`` runs first in every call that reaches its handler."""
+        self._on_call = on_call
         # Per method, the handler as registered and its guarded version: a
         # fixed, small set, wrapped once rather than on every call.
         self._guarded: dict[str, tuple[Handler, Handler]] = {}
@@ -229,6 +239,6 @@ class RequestGuard(_Interceptor):
         known = self._guarded.get(details.method)
         if known is not None and known[0] is handler:
             return known[1]
-        guarded = _guard_bodies(details.method, handler)
+        guarded = _guard_bodies(details.method, handler, self._on_call)
         self._guarded[details.method] = (handler, guarded)
         return guarded
