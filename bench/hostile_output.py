@@ -85,6 +85,13 @@ def _stream(sequence: str, size: int, lead: str = "") -> bytes:
     return lead.encode() + unit * (size // len(unit))
 
 
+async def baseline(target: hx.Target) -> str:
+    """No attack: a session printing 64 KiB of plain text, for the noise floor."""
+    seconds, _ = await _play(target, 24, 80, _stream("plain text\r\n", 65536))
+    await asyncio.sleep(3)
+    return _done(seconds, "64 KiB of plain lines at 24x80, then 3 s idle (reference)")
+
+
 async def rep_1x1(target: hx.Target) -> str:
     seconds, _ = await _play(target, 1, 1, _stream("A\x1b[65535b", 4096))
     return _done(seconds, "4 KiB of 'A ESC[65535b' at 1x1")
@@ -192,6 +199,7 @@ async def race_streams(target: hx.Target) -> str:
 
 
 ATTACKS: hx.Attacks = [
+    ("output/baseline", baseline),
     ("output/rep-1x1", rep_1x1),
     ("output/rep-24x80", rep_24x80),
     ("output/su-24x80", su_24x80),
