@@ -424,7 +424,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             address=backend.address.url,
             health=_HEALTH_TO_PB[backend.health],
             role=hub_pb2.SERVER_ROLE_MEMBER,
-            session_count=len(backend.sessions),
+            # A down backend's last inventory only routes names; it is not counted.
+            session_count=len(backend.sessions) if backend.healthy else 0,
             latency_ms=backend.latency_ms if backend.healthy else 0.0,
             last_error=backend.last_error,
             server_id=backend.server_id,
