@@ -148,6 +148,14 @@ def test_an_unfinished_sequence_waits_for_its_end() -> None:
     assert view.styled_lines[0][-1].fg is not None
 
 
+def test_wide_character_on_one_column_does_not_break_the_screen() -> None:
+    """pyavt panics printing a wide character in one column; the screen goes on."""
+    screen = TerminalScreen(3, 1)
+    screen.feed("a\u4e00b\x1b[?7l\x1b[2P\x1b[4h\u4e00".encode())
+    screen.feed(b"\x1bcx")
+    assert screen.view(styled=False).lines == ("x", "", "")
+
+
 # -- history and rendering budgets ---------------------------------------------
 
 

@@ -23,6 +23,7 @@ are never converted at all. That doubles the speed of ``seq``-like output.
 from __future__ import annotations
 
 import codecs
+import logging
 import math
 import sys
 import time
@@ -57,6 +58,7 @@ __all__ = [
     "TerminalScreen",
 ]
 
+_log = logging.getLogger(__name__)
 _text = attrgetter("text")
 _DEFAULT_PEN = "\x1b[0m"
 # The most output fed to pyavt at once: it slows down on big inputs (by half
@@ -141,6 +143,7 @@ class TerminalScreen:
         self._pending = ""
         self._held = 0
         self._burst_scrolled = 0  # lines scrolled off since the queue was last empty
+        self._panicked = False  # pyavt failed on some output (logged once)
         self._sequences = SequenceTracker()
         # Oldest first: plain text (str), or styled.Dump where styles may matter.
         self._history: deque[str] = deque()
@@ -297,7 +300,17 @@ class TerminalScreen:
         if not plain:
             self._default_pen = None
         self._plain_view = self._styled_view = None
-        changed, lines = self._vt.feed_str(text)
+        try:
+            changed, lines = self._vt.feed_str(text)
+        except BaseException as exc:
+            # pyavt 0.1.2 panics (a BaseException) printing a wide character
+            # on a 1-column screen; what the chunk did up to there stays.
+            if type(exc).__name__ != "PanicException":
+                raise
+            if not self._panicked:
+                _log.warning("terminal emulator failed on a chunk of output; it was skipped")
+            self._panicked = True
+            changed, lines = list(range(self._rows)), []
         self._dirty.update(changed)
         if lines:
             self._scrolled(lines, plain)
