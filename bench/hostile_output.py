@@ -102,6 +102,18 @@ async def rep_24x80(target: hx.Target) -> str:
     return _done(seconds, "64 KiB of 'A ESC[65535b' at 24x80")
 
 
+async def rep_8_sessions(target: hx.Target) -> str:
+    """Eight sessions at once, each with 16 KiB of REP: the budget is the loop's."""
+    payload = _stream("A\x1b[65535b", 16384)
+    results = await asyncio.gather(
+        *(_play(target, 24, 80, payload, name=f"victim{i}") for i in range(8))
+    )
+    slowest = max(seconds for seconds, _ in results)
+    if min(seconds for seconds, _ in results) < 0:
+        return "8 x 16 KiB of 'A ESC[65535b' at 24x80: a marker never came"
+    return f"8 x 16 KiB of 'A ESC[65535b' at 24x80: all markers after {slowest:.1f}s"
+
+
 async def su_24x80(target: hx.Target) -> str:
     seconds, _ = await _play(target, 24, 80, _stream("\x1b[65535S", 65536, "\x1b[31m"))
     return _done(seconds, "64 KiB of ESC[65535S at 24x80")
@@ -202,6 +214,7 @@ ATTACKS: hx.Attacks = [
     ("output/baseline", baseline),
     ("output/rep-1x1", rep_1x1),
     ("output/rep-24x80", rep_24x80),
+    ("output/rep-8-sessions", rep_8_sessions),
     ("output/su-24x80", su_24x80),
     ("output/dl-24x80", dl_24x80),
     ("output/ris-24x80", ris_24x80),

@@ -307,6 +307,29 @@ def test_repeat_flood_does_not_stall_other_clients(
     assert prober.worst < 0.5, f"GetServerInfo waited {prober.worst:.2f}s"
 
 
+def test_floods_in_several_sessions_share_one_budget(
+    hub: hub_pb2_grpc.HubServiceStub, server: ServerProc, tmp_path: Path
+) -> None:
+    """Four sessions with 8 KiB of REP each, at once: each session's turn is
+    bounded, and so are all the turns together."""
+    with Prober(server.addr) as prober:
+        threads = [
+            threading.Thread(
+                target=play,
+                args=(hub, tmp_path, f"many{i}", 24, 80, b"A\x1b[65535b" * (8192 // 9)),
+            )
+            for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    for i in range(4):
+        lines = hub.GetScreen(hub_pb2.GetScreenRequest(name=f"many{i}"), timeout=RPC_TIMEOUT)
+        assert lines.screen.lines[0] == MARKER
+    assert prober.worst < 0.5, f"GetServerInfo waited {prober.worst:.2f}s"
+
+
 def test_decaln_on_a_big_screen_does_not_stall_other_clients(
     hub: hub_pb2_grpc.HubServiceStub, server: ServerProc, tmp_path: Path
 ) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 
 from wsh import defaults
@@ -13,10 +16,62 @@ from wsh.sessions.info import SessionInfo, SessionState
 from wsh.terminal.process import PtyProcess, SpawnSpec
 from wsh.terminal.screen import ScreenView, ScrollbackPage, TerminalScreen
 
-# How long one session's output may be emulated in a row before the loop
-# serves other work. Some sequences cost a whole screen each (ESC#8 fills
-# 1000x1000 cells in 9.7 ms), so a 64 KiB read took seconds in one go.
+# How long output may be emulated in a row before the loop serves other
+# work. Some sequences cost a whole screen each (ESC#8 fills 1000x1000 cells
+# in 9.7 ms), so a 64 KiB read took seconds in one go.
 FEED_TURN_S = 0.005
+
+
+class Feeder:
+    """Emulates the output backlogs of all the sessions of a loop, in turn.
+
+    A turn gives sessions with a backlog ``FEED_TURN_S`` in all, round
+    robin, then the feeder rests as long as the turn took: one call needs
+    several turns of the loop, and with emulation in every turn a
+    GetServerInfo took ten times a turn's cost. However many sessions
+    flood, emulating their backlogs takes at most half of the loop's time.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: deque[Session] = deque()
+        self._handle: asyncio.Handle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Feeder:
+        """The loop's feeder: one per loop, so that the budget is the loop's."""
+        feeder = _FEEDERS.get(loop)
+        if feeder is None:
+            feeder = _FEEDERS[loop] = cls(loop)
+        return feeder
+
+    @property
+    def busy(self) -> bool:
+        """Whether some session waits for its backlog to be emulated."""
+        return bool(self._queue)
+
+    def add(self, session: Session) -> None:
+        self._queue.append(session)
+        if self._handle is None:
+            self._handle = self._loop.call_soon(self._turn)
+
+    def discard(self, session: Session) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(session)
+
+    def _turn(self) -> None:
+        self._handle = None
+        start = time.monotonic()
+        deadline = start + FEED_TURN_S
+        while self._queue and time.monotonic() < deadline:
+            session = self._queue.popleft()
+            if not session._feed(deadline):
+                self._queue.append(session)
+        if self._queue:
+            self._handle = self._loop.call_later(time.monotonic() - start, self._turn)
+
+
+_FEEDERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Feeder] = weakref.WeakKeyDictionary()
 
 
 class Session:
@@ -41,15 +96,15 @@ class Session:
         self.created_at = time.time()
         self.activity = Activity()
         self.screen = TerminalScreen(spec.rows, spec.cols, scrollback_limit, scrollback_bytes)
-        self._loop = asyncio.get_running_loop()
-        self._pump_handle: asyncio.Handle | None = None
+        self._feeder = Feeder.of(asyncio.get_running_loop())
+        self._backlog = False  # output waits in the feeder's queue
         self._on_exit: Callable[[Session], None] | None = None
         self.process = PtyProcess(spec, self._output, lambda _code: self._exited(on_exit))
 
     def _exited(self, on_exit: Callable[[Session], None]) -> None:
         # The exit is told once the screen shows all the output.
         self._on_exit = on_exit
-        if self._pump_handle is None:
+        if not self._backlog:
             self._finish()
 
     def _finish(self) -> None:
@@ -60,27 +115,29 @@ class Session:
 
     def _output(self, data: bytes) -> None:
         self.screen.write(data)
-        if self._pump_handle is None:
-            self._pump()
+        if self._backlog:
+            return
+        if self._feeder.busy:
+            # Others wait already: take a place in the queue.
+            self._backlog = True
+            self.process.pause_reading()
+            self._feeder.add(self)
+        elif not self._feed(time.monotonic() + FEED_TURN_S):
+            self._feeder.add(self)
 
-    def _pump(self) -> None:
-        """Emulate queued output for at most ``FEED_TURN_S``, then let the loop
-        serve everyone else; while output is left, the PTY is not read, so the
-        program waits on its terminal as it would on a slow one."""
-        self._pump_handle = None
-        start = time.monotonic()
-        done = self.screen.advance(start + FEED_TURN_S)
+    def _feed(self, deadline: float) -> bool:
+        """Emulate output until ``deadline``; True once none is left. While
+        some is, the PTY is not read, so the program waits on its terminal as
+        it would on a slow one."""
+        done = self.screen.advance(deadline)
         self.activity.touch()
+        self._backlog = not done
         if done:
             self.process.resume_reading()
             self._finish()
         else:
-            # Then rest as long as that took: one call needs several turns of
-            # the loop, and with the emulation in every turn a GetServerInfo
-            # took ten times a turn's cost.
             self.process.pause_reading()
-            rest = time.monotonic() - start
-            self._pump_handle = self._loop.call_later(rest, self._pump)
+        return done
 
     @property
     def state(self) -> SessionState:
@@ -137,7 +194,6 @@ class Session:
     async def close(self) -> None:
         """Fail waits on this session, end its process group and free the PTY."""
         self.activity.close(session_not_found(self.name))
-        if self._pump_handle is not None:
-            self._pump_handle.cancel()
-            self._pump_handle = None
+        self._feeder.discard(self)
+        self._backlog = False
         await self.process.terminate()
