@@ -30,14 +30,14 @@ AUTH_WINDOW_S = 30.0
 MAX_TRACKED_PEERS = 10_000
 
 # Connections: every one costs a descriptor, and so does every session (its
-# PTY master and its pidfd, plus the slave and an exec pipe while it starts).
+# PTY master and its pidfd, and a third for the slave while it starts).
 # With descriptors exhausted the server cannot accept, start a session or
 # even read /proc, so every call failed while 1,100 idle TCP connections
 # were held against a soft limit of 1,024. Connections are capped below the
 # open-file limit so that a reserve always remains for the sessions and for
 # the server's own work (epoll, logs, config, links to backends).
 DEFAULT_MAX_CONNECTIONS = 1024
-FDS_PER_SESSION = 4
+FDS_PER_SESSION = 3
 FDS_RESERVED = 128
 MIN_MAX_CONNECTIONS = 16
 # Stands for an infinite limit in the arithmetic below.
