@@ -101,7 +101,7 @@ def start_server(
         "--config", str(workdir / f"{hostname}.toml"), *args,
     ]  # fmt: skip
     if token is not None:
-        argv += ["--token", token]
+        argv.append(f"--token={token}")  # a token may start with "-"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, cwd=code.cwd)
     assert proc.stdout is not None
