@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import grpc
 
@@ -22,7 +23,7 @@ from wsh.api import remote
 from wsh.errors import WshError
 from wsh.federation.auth import redact
 from wsh.federation.manager import Federation
-from wsh.federation.registry import Backend
+from wsh.federation.registry import Backend, Registry
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.race import LocalRace
@@ -104,6 +105,33 @@ class SettleQueue:
             await self._taken.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class RaceScope:
+    """The servers a race covers: this one, one backend, or the whole cluster."""
+
+    here: bool
+    # None: every healthy backend, now and later; else only this one (or none).
+    backends: tuple[Backend, ...] | None
+
+    @classmethod
+    def cluster(cls) -> RaceScope:
+        return cls(here=True, backends=None)
+
+    @classmethod
+    def only_here(cls) -> RaceScope:
+        return cls(here=True, backends=())
+
+    @classmethod
+    def on(cls, backend: Backend) -> RaceScope:
+        return cls(here=False, backends=(backend,))
+
+    def candidates(self, registry: Registry) -> list[Backend]:
+        """The backends to race on right now."""
+        if self.backends is None:
+            return registry.healthy()
+        return [b for b in self.backends if b.healthy]
+
+
 class ClusterRace:
     """Merges settles from this server and its healthy backends, first settled first."""
 
@@ -112,17 +140,15 @@ class ClusterRace:
         request: hub_pb2.RaceIdleRequest,
         *,
         timeout_ms: int,
-        sessions: SessionManager | None,
+        sessions: SessionManager,
         render: RenderIdle,
         federation: Federation,
-        backends: list[Backend] | None,
+        scope: RaceScope,
     ) -> None:
-        """``sessions`` None leaves this server out; ``backends`` None means
-        every healthy backend, now and later."""
         self._request = request
         self._timeout_ms = timeout_ms
         self._federation = federation
-        self._fixed_backends = backends
+        self._scope = scope
         self._tags = frozenset(request.tags)
         self._queue = SettleQueue()
         self._last_sent: dict[tuple[str, str], int] = {}
@@ -130,7 +156,7 @@ class ClusterRace:
         self._started_at = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
         self._local: LocalRace | None = None
-        if sessions is not None:
+        if scope.here:
             own = federation.identity.hostname
             skip_here = request.last_server in ("", own)
             self._local = LocalRace(
@@ -146,9 +172,7 @@ class ClusterRace:
             )
 
     def _candidates(self) -> list[Backend]:
-        if self._fixed_backends is not None:
-            return [b for b in self._fixed_backends if b.healthy]
-        return self._federation.registry.healthy()
+        return self._scope.candidates(self._federation.registry)
 
     def start(self) -> int:
         """Begin; returns how many sessions in scope cluster-wide can still settle."""
