@@ -90,17 +90,22 @@ def _span(span: Span) -> types_pb2.StyledSpan:
     )
 
 
+def styled_line_to_pb(line: StyledLine) -> types_pb2.StyledLine:
+    return types_pb2.StyledLine(spans=[_span(s) for s in line])
+
+
 def styled_lines_to_pb(lines: tuple[StyledLine, ...]) -> list[types_pb2.StyledLine]:
-    return [types_pb2.StyledLine(spans=[_span(s) for s in line]) for line in lines]
+    return [styled_line_to_pb(line) for line in lines]
 
 
-def screen_to_pb(view: ScreenView) -> types_pb2.Screen:
-    """The screen without its generation, which the caller sets."""
+def screen_to_pb(view: ScreenView, styled_lines: list[types_pb2.StyledLine]) -> types_pb2.Screen:
+    """The screen without its generation, which the caller sets; its styled
+    rows come converted (none for a plain view)."""
     return types_pb2.Screen(
         rows=view.rows,
         cols=view.cols,
         lines=view.lines,
-        styled_lines=styled_lines_to_pb(view.styled_lines) if view.styled_lines else (),
+        styled_lines=styled_lines,
         cursor=types_pb2.Cursor(
             row=view.cursor.row, col=view.cursor.col, visible=view.cursor.visible
         ),

@@ -10,7 +10,7 @@ from wsh.api import convert
 from wsh.federation.registry import Backend
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
-from wsh.terminal.screen import ScreenView
+from wsh.terminal.screen import ScreenView, StyledLine
 from wsh.v1 import types_pb2
 
 
@@ -20,6 +20,8 @@ class _Rendered:
 
     view: ScreenView
     screen: types_pb2.Screen
+    # Per row, the spans and their protobuf (styled views only).
+    rows: list[tuple[StyledLine, types_pb2.StyledLine]]
     idle: types_pb2.Idle | None = None
 
 
@@ -42,8 +44,11 @@ class ScreenRenderer:
         view = session.view(styled)
         per_session = self._cache.setdefault(session, {})
         cached = per_session.get(styled)
+        rows = cached.rows if cached is not None else []
         if cached is None or cached.view is not view:
-            screen = convert.screen_to_pb(view)
+            if view.styled_lines is not None:
+                rows = _styled_rows(view.styled_lines, rows)
+            screen = convert.screen_to_pb(view, [pb for _, pb in rows])
         elif cached.screen.generation != generation:
             # Input moved the generation on, not the screen.
             screen = types_pb2.Screen()
@@ -51,7 +56,7 @@ class ScreenRenderer:
         else:
             return cached
         screen.generation = generation
-        cached = per_session[styled] = _Rendered(view, screen)
+        cached = per_session[styled] = _Rendered(view, screen, rows)
         return cached
 
     def screen(self, session: Session, styled: bool, generation: int) -> types_pb2.Screen:
@@ -79,6 +84,21 @@ class ScreenRenderer:
                 exit_code=exit_code,
             )
         return idle
+
+
+def _styled_rows(
+    lines: tuple[StyledLine, ...], before: list[tuple[StyledLine, types_pb2.StyledLine]]
+) -> list[tuple[StyledLine, types_pb2.StyledLine]]:
+    """Protobuf rows for ``lines``, reusing those of the rows that did not
+    change (the terminal keeps the same spans object for them): a styled
+    screen of 3,000 spans took 20 ms to convert, on every change of a cell."""
+    rows = []
+    for at, line in enumerate(lines):
+        if at < len(before) and before[at][0] is line:
+            rows.append(before[at])
+        else:
+            rows.append((line, convert.styled_line_to_pb(line)))
+    return rows
 
 
 class InventoryRenderer:
