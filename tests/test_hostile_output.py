@@ -339,6 +339,34 @@ def test_decaln_on_a_big_screen_does_not_stall_other_clients(
     assert prober.worst < 0.5, f"GetServerInfo waited {prober.worst:.2f}s"
 
 
+def test_idle_waits_for_the_whole_backlog(
+    hub: hub_pb2_grpc.HubServiceStub, server: ServerProc, tmp_path: Path
+) -> None:
+    """Output emulated in turns, with rests between them, is not idle until
+    its end is on screen, even with a timeout shorter than a rest."""
+    path = tmp_path / "decaln.bin"
+    path.write_bytes(b"\x1b#8" * 300)
+    hub.CreateSession(
+        hub_pb2.CreateSessionRequest(
+            name="backlog",
+            command=f"cat {path}; printf '\\033c{MARKER}'; exec sleep 60",
+            rows=1000,
+            cols=1000,
+        ),
+        timeout=RPC_TIMEOUT,
+    )
+    request = hub_pb2.AwaitIdleRequest(name="backlog", timeout_ms=5, max_wait_ms=60_000)
+    request.last_generation = 0
+    idle = hub.AwaitIdle(request, timeout=90).idle
+    for _ in range(50):
+        if idle.screen.lines[0]:
+            break
+        # Settled before cat had written anything: wait for the output.
+        request.last_generation = idle.generation
+        idle = hub.AwaitIdle(request, timeout=90).idle
+    assert idle.screen.lines[0] == MARKER, idle.screen.lines[0][:20]
+
+
 def test_colourful_history_pages_fit_the_message_limit(
     hub: hub_pb2_grpc.HubServiceStub, server: ServerProc, tmp_path: Path
 ) -> None:

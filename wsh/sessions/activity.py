@@ -26,6 +26,9 @@ class Activity:
         self._closed: WshError | None = None
         # Set when the process has exited: the generation can never move again.
         self.final = False
+        # Set while output read is still being emulated (in turns, with rests
+        # between them): the screen is not settled, however quiet it looks.
+        self.busy = False
 
     def touch(self) -> None:
         """Count one output chunk or one input."""
@@ -98,7 +101,9 @@ class Activity:
         while True:
             remaining = self.last_activity + timeout - time.monotonic()
             if remaining <= 0:
-                return self.generation
+                if not self.busy:
+                    return self.generation
+                remaining = timeout
             await self._sleep(remaining)
 
 

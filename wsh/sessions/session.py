@@ -119,7 +119,7 @@ class Session:
             return
         if self._feeder.busy:
             # Others wait already: take a place in the queue.
-            self._backlog = True
+            self._backlog = self.activity.busy = True
             self.process.pause_reading()
             self._feeder.add(self)
         elif not self._feed(time.monotonic() + FEED_TURN_S):
@@ -131,7 +131,7 @@ class Session:
         it would on a slow one."""
         done = self.screen.advance(deadline)
         self.activity.touch()
-        self._backlog = not done
+        self._backlog = self.activity.busy = not done
         if done:
             self.process.resume_reading()
             self._finish()
