@@ -1,5 +1,5 @@
-"""The config file: loading and checking it, editing [[servers]] in place, and
-diffing it against the running registry."""
+"""The config file: loading and checking it (wsh.config), editing [[servers]]
+in place, and diffing it against the running registry (wsh.federation.config)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 import tomlkit
 
+from wsh.config import FileConfig, ServerEntry, TlsConfig, load_file
 from wsh.errors import Kind, WshError
-from wsh.federation.config import (
-    Config,
-    ServerEntry,
-    TlsConfig,
-    add_server,
-    diff_servers,
-    load_config,
-    remove_server,
-)
+from wsh.federation.config import add_server, diff_servers, remove_server
 
 SECRET = "s3cr3t-token-value-0123456789"
 
@@ -32,7 +25,7 @@ default_token = "{SECRET}-default"
 [server]
 hostname = "hub-1"
 token = "{SECRET}-own"
-listen = "0.0.0.0:7600"  # a setting this module does not know
+scrollback = 500  # a setting write-back leaves alone
 
 [tls]
 ca_file = "/etc/wsh/ca.pem"
@@ -60,24 +53,24 @@ def write(path: Path, text: str, mode: int = 0o600) -> Path:
 
 def config_error(path: Path) -> WshError:
     with pytest.raises(WshError) as info:
-        load_config(path)
+        load_file(path)
     assert info.value.kind is Kind.INVALID_ARGUMENT
     assert info.value.reason == "CONFIG_INVALID"
     assert str(path) in info.value.message
     return info.value
 
 
-# --- load_config ----------------------------------------------------------------
+# --- load_file ----------------------------------------------------------------
 
 
 def test_missing_file_gives_empty_config(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "config.toml"
-    assert load_config(path) == Config(path=path)
-    assert load_config(path).exists is False
+    assert load_file(path) == FileConfig(path=path)
+    assert load_file(path).exists is False
 
 
 def test_empty_file(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path / "c.toml", ""))
+    config = load_file(write(tmp_path / "c.toml", ""))
     assert config.exists is True
     assert config.servers == ()
     assert config.ip_access is None
@@ -86,10 +79,13 @@ def test_empty_file(tmp_path: Path) -> None:
 
 def test_full_file(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", FULL)
-    config = load_config(path)
+    config = load_file(path)
     assert config.exists
-    assert config.hostname == "hub-1"
-    assert config.token == f"{SECRET}-own"
+    assert config.settings == {
+        "hostname": "hub-1",
+        "token": f"{SECRET}-own",
+        "scrollback_lines": 500,
+    }
     assert config.default_token == f"{SECRET}-default"
     assert config.tls == TlsConfig(
         ca_file=Path("/etc/wsh/ca.pem"),
@@ -107,7 +103,7 @@ def test_full_file(tmp_path: Path) -> None:
 
 
 def test_tokens_stay_out_of_repr(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path / "c.toml", FULL))
+    config = load_file(write(tmp_path / "c.toml", FULL))
     assert SECRET not in repr(config)
     assert SECRET not in repr(config.servers)
 
@@ -116,40 +112,43 @@ def test_empty_strings_mean_unset(tmp_path: Path) -> None:
     text = (
         'default_token = ""\n[server]\ntoken = ""\n[[servers]]\naddress = "http://h"\ntoken = ""\n'
     )
-    config = load_config(write(tmp_path / "c.toml", text))
+    config = load_file(write(tmp_path / "c.toml", text))
     assert config.default_token is None
-    assert config.token is None
+    assert "token" not in config.settings
     assert config.servers == (ServerEntry("http://h", None),)
 
 
 def test_empty_ip_access_section_is_configured_but_allows_all(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path / "c.toml", "[ip_access]\n"))
+    config = load_file(write(tmp_path / "c.toml", "[ip_access]\n"))
     assert config.ip_access is not None
     assert config.ip_access.allows_all
 
 
 def test_invalid_server_addresses_are_kept_for_the_caller(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path / "c.toml", '[[servers]]\naddress = "ftp://x"\n'))
+    config = load_file(write(tmp_path / "c.toml", '[[servers]]\naddress = "ftp://x"\n'))
     assert config.servers == (ServerEntry("ftp://x"),)
 
 
 def test_readable_by_others_warns(tmp_path: Path) -> None:
     for mode in (0o644, 0o640, 0o604):
         path = write(tmp_path / "c.toml", FULL, mode)
-        warnings = load_config(path).warnings
+        warnings = load_file(path).warnings
         assert len(warnings) == 1
         assert f"config file {path} is readable by other users; it may hold tokens" in warnings[0]
-    assert load_config(write(tmp_path / "c.toml", FULL, 0o600)).warnings == ()
+    assert load_file(write(tmp_path / "c.toml", FULL, 0o600)).warnings == ()
 
 
 def test_unknown_settings_in_owned_sections_warn(tmp_path: Path) -> None:
     text = (
         '[[servers]]\naddress = "http://h"\ntokn = "x"\n'
         '[tls]\nca = "x"\n[ip_access]\nallow = ["10.0.0.0/8"]\n'
+        '[server]\nmax_session = 3\nlisten = "0.0.0.0:7600"\n'
     )
-    warnings = load_config(write(tmp_path / "c.toml", text)).warnings
+    warnings = load_file(write(tmp_path / "c.toml", text)).warnings
     assert sorted(w.removeprefix(f"config file {tmp_path / 'c.toml'}: ") for w in warnings) == [
         "unknown setting ip_access.allow ignored",
+        "unknown setting server.listen ignored",
+        "unknown setting server.max_session ignored",
         "unknown setting servers[0].tokn ignored",
         "unknown setting tls.ca ignored",
     ]
@@ -228,7 +227,7 @@ def test_add_creates_file_and_directory(tmp_path: Path) -> None:
     assert add_server(path, "http://10.0.0.1:7600", SECRET) is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert load_config(path).servers == (ServerEntry("http://10.0.0.1:7600", SECRET),)
+    assert load_file(path).servers == (ServerEntry("http://10.0.0.1:7600", SECRET),)
 
 
 def test_add_keeps_comments_and_other_settings(tmp_path: Path) -> None:
@@ -237,9 +236,9 @@ def test_add_keeps_comments_and_other_settings(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.startswith(FULL.split("[ip_access]")[0])
     assert "# wsh config: keep this comment" in text
-    assert 'listen = "0.0.0.0:7600"  # a setting this module does not know' in text
+    assert "scrollback = 500  # a setting write-back leaves alone" in text
     assert 'allowlist = ["10.0.0.0/8"]' in text
-    config = load_config(path)
+    config = load_file(path)
     assert [s.address for s in config.servers] == [
         "http://10.0.1.10:8080",
         "https://proxy.example.com/wsh-node-1",
@@ -247,14 +246,14 @@ def test_add_keeps_comments_and_other_settings(tmp_path: Path) -> None:
     ]
     assert config.servers[2].token is None
     assert config.ip_access is not None
-    assert config.hostname == "hub-1"
+    assert config.settings["hostname"] == "hub-1"
 
 
 def test_save_sets_mode_0600(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", FULL, 0o644)
     add_server(path, "http://h:1", SECRET)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_config(path).warnings == ()
+    assert load_file(path).warnings == ()
 
 
 def test_save_replaces_the_file_atomically(tmp_path: Path) -> None:
@@ -279,9 +278,9 @@ async def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     addresses = [f"http://node-{i}:7600" for i in range(24)]
     await asyncio.gather(*(asyncio.to_thread(add_server, path, a) for a in addresses))
-    assert sorted(s.address for s in load_config(path).servers) == sorted(addresses)
+    assert sorted(s.address for s in load_file(path).servers) == sorted(addresses)
     await asyncio.gather(*(asyncio.to_thread(remove_server, path, a) for a in addresses[:12]))
-    assert sorted(s.address for s in load_config(path).servers) == sorted(addresses[12:])
+    assert sorted(s.address for s in load_file(path).servers) == sorted(addresses[12:])
 
 
 def test_add_is_idempotent_by_canonical_address(tmp_path: Path) -> None:
@@ -295,7 +294,7 @@ def test_add_is_idempotent_by_canonical_address(tmp_path: Path) -> None:
 def test_add_writes_canonical_address(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     add_server(path, "http://Node-2:80/prefix/")
-    assert load_config(path).servers == (ServerEntry("http://node-2/prefix"),)
+    assert load_file(path).servers == (ServerEntry("http://node-2/prefix"),)
 
 
 def test_add_refuses_invalid_address(tmp_path: Path) -> None:
@@ -329,7 +328,7 @@ def test_add_and_remove_refuse_a_file_the_server_could_not_load(tmp_path: Path, 
 def test_add_to_inline_array_keeps_the_form(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", 'servers = [{address = "http://a"}]\n[x]\ny = 1\n')
     add_server(path, "http://b", SECRET)
-    assert [s.address for s in load_config(path).servers] == ["http://a", "http://b"]
+    assert [s.address for s in load_file(path).servers] == ["http://a", "http://b"]
     assert "[[servers]]" not in path.read_text()
     assert tomlkit.parse(path.read_text())["x"] == {"y": 1}
 
@@ -337,8 +336,8 @@ def test_add_to_inline_array_keeps_the_form(tmp_path: Path) -> None:
 def test_add_to_file_without_servers(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", "# only a comment\n[server]\nhostname = 'h1'\n")
     add_server(path, "http://b:2", SECRET)
-    config = load_config(path)
-    assert config.hostname == "h1"
+    config = load_file(path)
+    assert config.settings["hostname"] == "h1"
     assert config.servers == (ServerEntry("http://b:2", SECRET),)
     assert path.read_text().startswith("# only a comment\n")
 
@@ -350,7 +349,7 @@ def test_remove_server(tmp_path: Path) -> None:
     assert SECRET + "-node" not in text
     assert "# wsh config: keep this comment" in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_config(path).servers == (ServerEntry("http://10.0.1.10:8080"),)
+    assert load_file(path).servers == (ServerEntry("http://10.0.1.10:8080"),)
     assert remove_server(path, "http://unknown:1") is False
 
 
@@ -358,14 +357,14 @@ def test_remove_last_server_drops_the_array(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", '# c\n[[servers]]\naddress = "http://a"\n[x]\ny = 1\n')
     assert remove_server(path, "http://a:80") is True
     assert "servers" not in path.read_text()
-    assert load_config(path).servers == ()
+    assert load_file(path).servers == ()
     assert tomlkit.parse(path.read_text())["x"] == {"y": 1}
 
 
 def test_remove_an_invalid_entry_by_its_text(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", '[[servers]]\naddress = "ftp://x"\n')
     assert remove_server(path, " ftp://x ") is True
-    assert load_config(path).servers == ()
+    assert load_file(path).servers == ()
 
 
 def test_remove_from_missing_file(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.calls import RPC_TIMEOUT
 from tests.procs import ServerProc, assert_no_traceback, stub
-from wsh.server import default_config_path
+from wsh.config import default_config_path
 from wsh.v1 import hub_pb2
 
 HEALTHY = hub_pb2.SERVER_HEALTH_HEALTHY

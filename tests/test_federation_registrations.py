@@ -14,16 +14,10 @@ import pytest
 
 from tests.calls import RPC_TIMEOUT, expect_error
 from tests.procs import ServerProc, assert_no_traceback, stub
+from wsh.config import DEFAULT_MAX_BACKENDS, load_file
 from wsh.errors import WshError
 from wsh.federation import config as config_file
-from wsh.federation.config import (
-    DEFAULT_MAX_BACKENDS,
-    AddEntry,
-    RemoveEntry,
-    SetHostname,
-    edit_servers,
-    load_config,
-)
+from wsh.federation.config import AddEntry, RemoveEntry, SetHostname, edit_servers
 from wsh.federation.link import BACKOFF_CAP_S, FAST_FAILURES, SLOW_BACKOFF_CAP_S, backoff_s
 from wsh.v1 import hub_pb2
 
@@ -59,13 +53,14 @@ def test_backoff_is_fast_at_first_then_slows_to_its_cap() -> None:
 def test_max_backends_setting(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("")
-    assert load_config(path).max_backends == DEFAULT_MAX_BACKENDS == 256
+    assert "max_backends" not in load_file(path).settings
+    assert DEFAULT_MAX_BACKENDS == 256
     path.write_text("[server]\nmax_backends = 3\n")
-    assert load_config(path).max_backends == 3
+    assert load_file(path).settings["max_backends"] == 3
     for bad in ("0", '"many"', "true"):
         path.write_text(f"[server]\nmax_backends = {bad}\n")
         with pytest.raises(WshError) as info:
-            load_config(path)
+            load_file(path)
         assert info.value.reason == "CONFIG_INVALID" and "max_backends" in info.value.message
 
 
@@ -75,7 +70,7 @@ def test_entry_hostnames_are_read_and_bad_ones_ignored(tmp_path: Path) -> None:
         '[[servers]]\naddress = "http://a:1"\nhostname = "node-a"\n\n'
         '[[servers]]\naddress = "http://b:1"\nhostname = "not a name\\u001b"\n'
     )
-    config = load_config(path)
+    config = load_file(path)
     assert [e.hostname for e in config.servers] == ["node-a", None]
     assert any("servers[1].hostname" in w and "\\x1b" in w for w in config.warnings)
 
@@ -95,7 +90,7 @@ def test_edits_keep_comments_and_record_hostnames(tmp_path: Path) -> None:
     ) == [True, True, True, False, False]
     text = path.read_text()
     assert "# my cluster" in text and "# the hub" in text
-    assert [(e.address, e.hostname) for e in load_config(path).servers] == [
+    assert [(e.address, e.hostname) for e in load_file(path).servers] == [
         ("http://a:1", "node-a"),
         ("http://b:1", "node-b"),
     ]
@@ -111,7 +106,7 @@ def test_edits_see_changes_others_made_between_writes(tmp_path: Path) -> None:
     config_file.add_server(path, "http://b:1")
     text = path.read_text()
     assert "# added by hand" in text
-    assert [e.address for e in load_config(path).servers] == [
+    assert [e.address for e in load_file(path).servers] == [
         "http://a:1",
         "http://hand:1",
         "http://b:1",
@@ -120,7 +115,7 @@ def test_edits_see_changes_others_made_between_writes(tmp_path: Path) -> None:
     path.write_text('# replaced\n[[servers]]\naddress = "http://c:1"\n')
     assert config_file.remove_server(path, "http://b:1") is False
     config_file.add_server(path, "http://d:1")
-    assert [e.address for e in load_config(path).servers] == ["http://c:1", "http://d:1"]
+    assert [e.address for e in load_file(path).servers] == ["http://c:1", "http://d:1"]
     assert "# replaced" in path.read_text()
 
 
@@ -167,7 +162,7 @@ def test_the_cap_refuses_more_backends(tmp_path: Path) -> None:
             )
     text = config.read_text()
     assert "# capped hub" in text and "# small on purpose" in text
-    assert [e.address for e in load_config(config).servers] == [
+    assert [e.address for e in load_file(config).servers] == [
         f"http://127.0.0.1:{p}" for p in (*ports[1:3], ports[3], ports[4])
     ]
     log = (tmp_path / "hub.log").read_text()

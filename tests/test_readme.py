@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import REPO
-from wsh.federation.config import load_config
+from wsh.config import load_file
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ def test_readme_config_loads_without_warnings(tmp_path: Path) -> None:
         path = tmp_path / f"config-{i}.toml"
         path.write_text(body)
         path.chmod(0o600)
-        assert not load_config(path).warnings
+        assert not load_file(path).warnings
 
 
 def test_readme_snippets_run_as_written(tmp_path: Path) -> None:

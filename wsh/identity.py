@@ -19,7 +19,7 @@ class ServerIdentity:
     started_at: float = field(default_factory=time.time)
 
 
-def resolve_hostname(flag: str | None, configured: str | None) -> str:
-    """``--hostname``, then the config file, then the system's name."""
-    name = flag or configured or socket.gethostname().split(".")[0] or "localhost"
+def resolve_hostname(configured: str | None) -> str:
+    """The configured name (see :mod:`wsh.config`), else the system's name."""
+    name = configured or socket.gethostname().split(".")[0] or "localhost"
     return check_hostname(name)

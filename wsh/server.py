@@ -1,22 +1,20 @@
-"""Assembles one wsh server: services, health, reflection, signals, shutdown."""
+"""Assembles one wsh server from its :class:`~wsh.config.ServerConfig`: services,
+health, reflection, signals, shutdown. ``wsh server`` (:mod:`wsh.cli.server`)
+builds the config and calls :func:`serve`."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import errno
 import ipaddress
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
 import stat
 import string
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -29,7 +27,6 @@ from wsh.api.auth import TokenAuth, check_token_strength
 from wsh.api.backend import BackendServicer
 from wsh.api.hub import HubServicer
 from wsh.api.limits import (
-    DEFAULT_MAX_CONNECTIONS,
     StreamLimits,
     default_max_connections,
     fd_reserve,
@@ -37,8 +34,8 @@ from wsh.api.limits import (
     raise_fd_limit,
 )
 from wsh.api.status import RequestGuard
+from wsh.config import ServerConfig
 from wsh.errors import Kind, WshError
-from wsh.federation.config import Config, load_config
 from wsh.federation.manager import Federation
 from wsh.identity import ServerIdentity, resolve_hostname
 from wsh.sessions.manager import SessionManager
@@ -49,8 +46,6 @@ log = logging.getLogger("wsh.server")
 # In-flight calls get this long to finish after SIGTERM before they are cancelled.
 SHUTDOWN_GRACE_S = 2.0
 TOKEN_ALPHABET = string.ascii_letters + string.digits
-SWITCH_INTERVAL_S = 0.0005
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVICE_NAMES = (
     hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
     backend_pb2.DESCRIPTOR.services_by_name["BackendService"].full_name,
@@ -59,8 +54,8 @@ SERVICE_NAMES = (
 # Hubs ping their backends every second so that a cut link shows within
 # seconds; the server must accept pings that often, with or without calls.
 GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", defaults.MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", defaults.MAX_MESSAGE_BYTES),
     # Per connection; a hub multiplexes all the calls it forwards on one.
     ("grpc.max_concurrent_streams", 4096),
     ("grpc.keepalive_time_ms", 10_000),
@@ -85,47 +80,6 @@ GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    """Everything ``wsh server`` is configured with."""
-
-    listen: str = defaults.DEFAULT_ADDR
-    hostname: str | None = None
-    # None: no config file (a random port); backends added live in memory.
-    config_path: Path | None = field(
-        default_factory=lambda: default_config_path(defaults.DEFAULT_ADDR)
-    )
-    max_sessions: int = defaults.MAX_SESSIONS
-    exited_retention_s: float = defaults.EXITED_RETENTION_S
-    scrollback_lines: int = defaults.SCROLLBACK_LINES
-    scrollback_bytes: int = defaults.SCROLLBACK_BYTES
-    token: str | None = field(default=None, repr=False)
-    generate_token: bool = False
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    # An empty `server` means this server only, never "where the name is".
-    strict_routing: bool = False
-    # None: as many as the open-file limit allows after its reserve (see limits).
-    max_connections: int | None = None
-
-
-def default_config_path(listen: str) -> Path | None:
-    """The config file of a server started without ``--config``: one per listen
-    address, so that two servers on one machine never share registrations
-    (a backend would link to whatever its neighbour was told to). A random
-    port (0) has none: the next run could not find it again."""
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")) / "wsh"
-    if listen.startswith("unix:"):
-        path = listen.removeprefix("unix:").removeprefix("//")
-        return base / f"server-unix-{path.replace('/', '_')}.toml"
-    host, _, port = listen.rpartition(":")
-    if port.strip() in ("0", ""):
-        return None
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", host.strip("[]"))
-    return base / f"server-{host}-{port.strip()}.toml"
-
-
 def is_loopback_listen(listen: str) -> bool:
     """Loopback addresses and Unix sockets are reachable from this machine only."""
     if listen.startswith("unix:"):
@@ -139,13 +93,13 @@ def is_loopback_listen(listen: str) -> bool:
         return False
 
 
-def resolve_server_token(settings: ServerSettings, config: Config) -> str | None:
+def resolve_server_token(settings: ServerConfig) -> str | None:
     """The token clients must present, or None on a loopback-only server without one.
 
     A server reachable from the network runs shells for whoever reaches it,
     so it refuses to start without a token unless asked to make one.
     """
-    token = settings.token or config.token
+    token = settings.token
     if token:
         check_token_strength(token)
         return token
@@ -165,19 +119,11 @@ def resolve_server_token(settings: ServerSettings, config: Config) -> str | None
     )
 
 
-def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
-    if settings.tls_cert is None and settings.tls_key is None:
-        if settings.tls_client_ca is not None:
-            raise WshError(
-                Kind.INVALID_ARGUMENT,
-                "TLS_INVALID",
-                "--tls-client-ca needs --tls-cert and --tls-key.",
-            )
-        return None
+def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
+    """The TLS credentials to serve with (None: plaintext). That the certificate
+    and key come together is checked when the config is built."""
     if settings.tls_cert is None or settings.tls_key is None:
-        raise WshError(
-            Kind.INVALID_ARGUMENT, "TLS_INVALID", "--tls-cert and --tls-key go together."
-        )
+        return None
     try:
         chain = settings.tls_cert.read_bytes()
         key = settings.tls_key.read_bytes()
@@ -196,14 +142,12 @@ def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | Non
 class WshServer:
     """One running server. ``start()`` binds; ``stop()`` shuts down cleanly."""
 
-    def __init__(self, settings: ServerSettings, config: Config) -> None:
+    def __init__(self, settings: ServerConfig) -> None:
         self.settings = settings
-        self.identity = ServerIdentity(
-            hostname=resolve_hostname(settings.hostname, config.hostname)
-        )
-        token = resolve_server_token(settings, config)
+        self.identity = ServerIdentity(hostname=resolve_hostname(settings.hostname))
+        token = resolve_server_token(settings)
         self._credentials = server_credentials(settings)
-        self.federation = Federation(self.identity, config, own_token=token)
+        self.federation = Federation(self.identity, settings, own_token=token)
         self.sessions = SessionManager(
             self.identity.hostname,
             max_sessions=settings.max_sessions,
@@ -353,157 +297,10 @@ def bind_error(listen: str) -> str:
     return ""
 
 
-def read_token_file(path: Path | None) -> str | None:
-    """The first line of ``path``, stripped; warns when others may read the file."""
-    if path is None:
-        return None
-    try:
-        with path.open(encoding="utf-8") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            token = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WshError(
-            Kind.INVALID_ARGUMENT, "TOKEN_FILE", f"Cannot read the token file {path}: {exc}."
-        ) from None
-    if not token:
-        raise WshError(Kind.INVALID_ARGUMENT, "TOKEN_FILE", f"The token file {path} is empty.")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("the token file %s is readable by other users: chmod 600 it", path)
-    return token
-
-
-def parse_args(argv: Sequence[str]) -> ServerSettings:
-    parser = argparse.ArgumentParser(prog="wsh server", description="Run a wsh server.")
-    parser.add_argument(
-        "--listen",
-        default=os.environ.get("WSH_LISTEN", defaults.DEFAULT_ADDR),
-        help="HOST:PORT (port 0 picks a free one) or unix:PATH to serve on (default %(default)s)",
-    )
-    parser.add_argument(
-        "--hostname",
-        default=os.environ.get("WSH_HOSTNAME"),
-        help="this server's name in the cluster (default: the system hostname)",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="TOML config file: hostname, backends, ip_access, TLS (default $WSH_CONFIG, "
-        "else one per listen address: ~/.config/wsh/server-HOST-PORT.toml, or "
-        "server-unix-PATH.toml with / as _; with port 0 none, and backends added "
-        "are kept for that run only)",
-    )
-    parser.add_argument(
-        "--token",
-        help="bearer token clients must present (16+ characters); visible to every local "
-        "user in ps: prefer --token-file or $WSH_TOKEN",
-    )
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=os.environ.get("WSH_TOKEN_FILE"),
-        help="read the token from the first line of this file (keep it mode 0600)",
-    )
-    parser.add_argument(
-        "--generate-token",
-        action="store_true",
-        help="on a non-loopback address without a token, make one and print it once",
-    )
-    parser.add_argument(
-        "--strict-routing",
-        action="store_true",
-        help="a call naming a session without --server/`server` goes to this server only, "
-        "never to a backend that holds the name (for backends you do not trust)",
-    )
-    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate chain")
-    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
-    parser.add_argument(
-        "--tls-client-ca", type=Path, help="require client certificates signed by this CA"
-    )
-    parser.add_argument(
-        "--max-sessions",
-        type=int,
-        default=defaults.MAX_SESSIONS,
-        help="sessions held at once, exited ones included until their retention ends; "
-        "more are refused with TOO_MANY_SESSIONS (default %(default)s)",
-    )
-    parser.add_argument(
-        "--exited-retention",
-        type=float,
-        default=defaults.EXITED_RETENTION_S,
-        metavar="SECONDS",
-        help="how long an exited session stays readable (default %(default)s)",
-    )
-    parser.add_argument(
-        "--scrollback",
-        type=int,
-        default=defaults.SCROLLBACK_LINES,
-        metavar="LINES",
-        help="lines each session keeps above its screen (default %(default)s)",
-    )
-    parser.add_argument(
-        "--scrollback-bytes",
-        type=int,
-        default=defaults.SCROLLBACK_BYTES,
-        metavar="BYTES",
-        help="memory each session's history may take; the oldest lines go first "
-        "(default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        help="connections accepted at once, all clients together (default: "
-        f"{DEFAULT_MAX_CONNECTIONS}, fewer if the open-file limit needs it)",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        default=os.environ.get("WSH_LOG", "INFO"),
-        help="log messages of this level and above to stderr (default $WSH_LOG, else INFO)",
-    )
-    args = parser.parse_args(list(argv))
-    if args.max_connections is not None and args.max_connections < 1:
-        parser.error("--max-connections must be at least 1")
-    if args.scrollback_bytes < 0:
-        parser.error("--scrollback-bytes must be at least 0")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if args.token:
-        log.warning(
-            "--token on the command line is visible to every user of this machine (ps); "
-            "use --token-file or WSH_TOKEN instead"
-        )
-    return ServerSettings(
-        listen=args.listen,
-        hostname=args.hostname,
-        config_path=args.config
-        or (Path(os.environ["WSH_CONFIG"]) if os.environ.get("WSH_CONFIG") else None)
-        or default_config_path(args.listen),
-        max_sessions=args.max_sessions,
-        exited_retention_s=args.exited_retention,
-        scrollback_lines=args.scrollback,
-        scrollback_bytes=args.scrollback_bytes,
-        token=args.token or read_token_file(args.token_file) or os.environ.get("WSH_TOKEN") or None,
-        generate_token=args.generate_token,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
-        max_connections=args.max_connections,
-        strict_routing=args.strict_routing,
-    )
-
-
-async def serve(settings: ServerSettings) -> None:
-    config = (
-        await asyncio.to_thread(load_config, settings.config_path)
-        if settings.config_path is not None
-        else Config(path=None)
-    )
+async def serve(settings: ServerConfig) -> None:
+    """Run a server until SIGTERM or SIGINT, then stop it cleanly."""
     before, after = raise_fd_limit()
-    server = WshServer(settings, config)
+    server = WshServer(settings)
     log.info(
         "open-file limit %d (was %d); up to %d connections, %d descriptors kept for "
         "%d sessions and the server",
@@ -528,18 +325,3 @@ async def serve(settings: ServerSettings) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``wsh server``."""
-    # gRPC's threads hand finished I/O to the event loop and need the GIL to
-    # do it; while the loop emulates a flood of output they would wait the
-    # default 5 ms per hand-over, several times per call.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
-        settings = parse_args(sys.argv[1:] if argv is None else argv)
-        asyncio.run(serve(settings))
-    except WshError as err:
-        print(f"wsh server: {err.reason}: {err.message}", file=sys.stderr)
-        return 1
-    return 0

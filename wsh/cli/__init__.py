@@ -77,7 +77,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _run(argv: list[str]) -> int:
     if argv[:1] == ["server"]:
         # Imported here so that client commands never load the server's stack.
-        from wsh.server import main as server_main
+        from wsh.cli.server import main as server_main
 
         return server_main(argv[1:])
     try:

@@ -1,6 +1,6 @@
 """The ``wsh`` argument parser: global options, subcommands and their options, option types.
 
-``wsh server ...`` is handed over to :mod:`wsh.server` before this parser runs.
+``wsh server ...`` is handed over to :mod:`wsh.cli.server` before this parser runs.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command = commands.add
 
-    # Listed for --help; main() hands `wsh server ...` to wsh.server first.
+    # Listed for --help; main() hands `wsh server ...` to wsh.cli.server first.
     commands.choices.add_parser(
         "server", help="run a server (its options: wsh server --help)", add_help=False
     ).set_defaults(handler=None)

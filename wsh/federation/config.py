@@ -1,10 +1,11 @@
-"""The TOML config file: load it, edit its ``[[servers]]`` in place, diff it.
+"""The config file's ``[[servers]]`` list: edit it in place, diff it.
 
 The file is the source of truth for the backend list: backends added or
 removed at runtime are written back with :func:`add_server` and
 :func:`remove_server`, and a reload compares the file with the running
 registry through :func:`diff_servers`. Editing goes through ``tomlkit`` so the
-comments and the settings this module does not know survive a write.
+comments and the other settings survive a write. Reading the file (the
+backends and everything else) is :mod:`wsh.config`'s.
 
 All functions here block (file I/O, ``flock``); call them from asyncio code
 with ``asyncio.to_thread``.
@@ -13,308 +14,22 @@ with ``asyncio.to_thread``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
 import fcntl
 import functools
 import os
-import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomlkit
-from tomlkit.exceptions import (
-    InvalidCharInStringError,
-    ParseError,
-    TOMLKitError,
-    UnexpectedCharError,
-)
 from tomlkit.items import AoT, Array, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
+from wsh.config import ServerEntry, check_document, config_error, parse_toml
 from wsh.errors import Kind, WshError
 from wsh.federation.address import parse_backend_address
-from wsh.federation.ip_access import IpAccess
-from wsh.names import is_valid_hostname
-from wsh.text import printable, quote
-
-_SERVER_KEYS = frozenset({"address", "token", "hostname"})
-# Backends one hub will register. Each costs a channel, a reconnect loop and
-# a config entry: 494 unreachable ones kept an idle hub at 51% of a core.
-DEFAULT_MAX_BACKENDS = 256
-_TLS_KEYS = frozenset({"ca_file", "client_cert", "client_key"})
-_IP_ACCESS_KEYS = frozenset({"allowlist", "blocklist"})
-
-
-@dataclass(frozen=True, slots=True)
-class ServerEntry:
-    """One ``[[servers]]`` entry; ``token`` is None when the entry has none.
-
-    ``hostname`` is the name this address owns in the cluster (written back
-    when the hub first links to it): another backend claiming it is refused.
-    """
-
-    address: str
-    token: str | None = field(default=None, repr=False)
-    hostname: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """``[tls]``: trust roots for ``https://`` backends (None: system roots) and
-    an optional client certificate presented to backends. Relative paths are
-    resolved against the config file's directory."""
-
-    ca_file: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """The parsed config file. Tokens are kept out of ``repr`` so a logged
-    Config cannot leak them. ``path`` is None for a server without a config
-    file (registrations then live in memory only)."""
-
-    path: Path | None
-    exists: bool = False
-    hostname: str | None = None
-    token: str | None = field(default=None, repr=False)
-    default_token: str | None = field(default=None, repr=False)
-    tls: TlsConfig = field(default_factory=TlsConfig)
-    servers: tuple[ServerEntry, ...] = ()
-    # None when the file has no [ip_access] section, so the server can warn
-    # about an unprotected non-loopback hub; an empty section allows all.
-    ip_access: IpAccess | None = None
-    max_backends: int = DEFAULT_MAX_BACKENDS
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ServerDiff:
-    """What a reload must do to make the running registry match the file.
-
-    ``added`` and ``updated`` carry canonical addresses; ``removed`` carries
-    the running registry's keys as given; ``invalid`` lists the wanted entries
-    that were skipped, as ``(address, message)``.
-    """
-
-    added: list[ServerEntry]
-    removed: list[str]
-    updated: list[ServerEntry]
-    invalid: list[tuple[str, str]]
-
-
-def _config_error(path: Path, problem: str) -> WshError:
-    return WshError(
-        Kind.INVALID_ARGUMENT,
-        "CONFIG_INVALID",
-        f"Config file {path}: {problem}.",
-        {"path": str(path)},
-    )
-
-
-def load_config(path: Path) -> Config:
-    """Read and check the config file; a missing file gives an empty Config.
-
-    Raises ``WshError(INVALID_ARGUMENT, "CONFIG_INVALID")`` naming the path and
-    the problem when the file cannot be read, is not valid TOML, or a setting
-    has the wrong type or value. Messages never quote setting values.
-    Addresses in ``[[servers]]`` are not checked here: one bad entry must not
-    stop the server, so callers check each one (see :func:`diff_servers`).
-    """
-    try:
-        with open(path, "rb") as file:
-            mode = os.fstat(file.fileno()).st_mode
-            data = file.read()
-    except FileNotFoundError:
-        return Config(path=path)
-    except OSError as exc:
-        raise _config_error(path, f"cannot read it: {exc.strerror or exc}") from None
-    config = _check_document(path, _parse_toml(path, data))
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        warning = (
-            f"config file {path} is readable by other users; it may hold tokens (chmod 600 {path})"
-        )
-        config = dataclasses.replace(config, warnings=(*config.warnings, warning))
-    return config
-
-
-def _parse_toml(path: Path, data: bytes) -> TOMLDocument:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _config_error(path, f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        return tomlkit.parse(text)
-    except ParseError as exc:
-        raise _config_error(
-            path, f"invalid TOML at line {exc.line}, column {exc.col}: {_describe(exc)}"
-        ) from None
-    except (TOMLKitError, ValueError):
-        raise _config_error(path, "invalid TOML") from None
-
-
-def _describe(exc: ParseError) -> str:
-    # These two quote the offending character, which may sit inside a token.
-    if isinstance(exc, UnexpectedCharError):
-        return "unexpected character"
-    if isinstance(exc, InvalidCharInStringError):
-        return "invalid character in a string"
-    return str(exc).removesuffix(f" at line {exc.line} col {exc.col}").rstrip(".")
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime.date | datetime.time):
-        return "a date or time"
-    return type(value).__name__
-
-
-class _Checker:
-    """Reads typed settings out of the unwrapped document, naming each bad one
-    by its key (never its value) and collecting warnings."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.warnings: list[str] = []
-
-    def table(self, parent: dict[str, object], key: str, where: str) -> dict[str, object]:
-        value = parent.get(key, {})
-        if not isinstance(value, dict):
-            raise _config_error(self.path, f"{where} must be a table, not {_type_name(value)}")
-        return value
-
-    def string(self, table: dict[str, object], key: str, where: str) -> str | None:
-        value = table.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise _config_error(self.path, f"{where} must be a string, not {_type_name(value)}")
-        # An empty string is how people blank a setting out; treat it as unset.
-        return value or None
-
-    def strings(self, table: dict[str, object], key: str, where: str) -> list[str]:
-        value = table.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _config_error(self.path, f"{where} must be an array of strings")
-        return list(value)
-
-    def positive_int(self, table: dict[str, object], key: str, where: str, default: int) -> int:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _config_error(self.path, f"{where} must be an integer, not {_type_name(value)}")
-        if value < 1:
-            raise _config_error(self.path, f"{where} must be at least 1")
-        return value
-
-    def file_path(self, table: dict[str, object], key: str, where: str) -> Path | None:
-        value = self.string(table, key, where)
-        if value is None:
-            return None
-        return self.path.parent / Path(value).expanduser()
-
-    def warn_unknown(self, table: dict[str, object], known: frozenset[str], where: str) -> None:
-        for key in table:
-            if key not in known:
-                self.warnings.append(
-                    f"config file {self.path}: unknown setting {where}.{printable(key)} ignored"
-                )
-
-
-def _check_document(path: Path, document: TOMLDocument) -> Config:
-    raw: dict[str, object] = document.unwrap()
-    check = _Checker(path)
-
-    server = check.table(raw, "server", "[server]")
-    hostname = check.string(server, "hostname", "[server] hostname")
-    if hostname is not None and not is_valid_hostname(hostname):
-        raise _config_error(
-            path,
-            f"[server] hostname {quote(hostname)} is not a valid hostname "
-            "(RFC 1123: labels of letters, digits and '-', at most 253 characters)",
-        )
-
-    tls_table = check.table(raw, "tls", "[tls]")
-    check.warn_unknown(tls_table, _TLS_KEYS, "tls")
-    tls = TlsConfig(
-        ca_file=check.file_path(tls_table, "ca_file", "[tls] ca_file"),
-        client_cert=check.file_path(tls_table, "client_cert", "[tls] client_cert"),
-        client_key=check.file_path(tls_table, "client_key", "[tls] client_key"),
-    )
-    if (tls.client_cert is None) != (tls.client_key is None):
-        raise _config_error(path, "[tls] client_cert and client_key must be given together")
-
-    ip_access: IpAccess | None = None
-    if "ip_access" in raw:
-        section = check.table(raw, "ip_access", "[ip_access]")
-        check.warn_unknown(section, _IP_ACCESS_KEYS, "ip_access")
-        try:
-            ip_access = IpAccess.from_lists(
-                check.strings(section, "allowlist", "[ip_access] allowlist"),
-                check.strings(section, "blocklist", "[ip_access] blocklist"),
-            )
-        except WshError as exc:
-            if exc.reason != "CONFIG_INVALID":
-                raise
-            raise _config_error(path, exc.message.removesuffix(".")) from None
-
-    return Config(
-        path=path,
-        exists=True,
-        hostname=hostname,
-        token=check.string(server, "token", "[server] token"),
-        default_token=check.string(raw, "default_token", "default_token"),
-        tls=tls,
-        servers=tuple(_check_servers(check, raw)),
-        ip_access=ip_access,
-        max_backends=check.positive_int(
-            server, "max_backends", "[server] max_backends", DEFAULT_MAX_BACKENDS
-        ),
-        warnings=tuple(check.warnings),
-    )
-
-
-def _check_servers(check: _Checker, raw: dict[str, object]) -> Iterator[ServerEntry]:
-    servers = raw.get("servers", [])
-    if not isinstance(servers, list):
-        raise _config_error(check.path, "servers must be an array of tables ([[servers]])")
-    for index, entry in enumerate(servers):
-        where = f"servers[{index}]"
-        if not isinstance(entry, dict):
-            raise _config_error(check.path, f"{where} must be a table, not {_type_name(entry)}")
-        check.warn_unknown(entry, _SERVER_KEYS, where)
-        address = check.string(entry, "address", f"{where}.address")
-        if address is None:
-            raise _config_error(check.path, f"{where} has no address")
-        hostname = check.string(entry, "hostname", f"{where}.hostname")
-        if hostname is not None and not is_valid_hostname(hostname):
-            check.warnings.append(
-                f"config file {check.path}: {where}.hostname {quote(hostname)} is not a valid "
-                "hostname; ignored (the hub learns it again on the next link)"
-            )
-            hostname = None
-        yield ServerEntry(
-            address=address,
-            token=check.string(entry, "token", f"{where}.token"),
-            hostname=hostname,
-        )
-
-
-# --- Editing -----------------------------------------------------------------
+from wsh.text import quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,10 +102,10 @@ def _read_document(target: Path) -> TOMLDocument:
     except FileNotFoundError:
         return tomlkit.document()
     except OSError as exc:
-        raise _config_error(target, f"cannot read it: {exc.strerror or exc}") from None
-    document = _parse_toml(target, data)
+        raise config_error(target, f"cannot read it: {exc.strerror or exc}") from None
+    document = parse_toml(target, data)
     # Refuse to edit a file the server could not load.
-    _check_document(target, document)
+    check_document(target, document)
     return document
 
 
@@ -535,6 +250,21 @@ def remove_server(path: Path, address: str) -> bool:
     form) from the config file. Returns False when there was none (or no
     file). Raises like :func:`edit_servers`."""
     return edit_servers(path, [RemoveEntry(address)])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDiff:
+    """What a reload must do to make the running registry match the file.
+
+    ``added`` and ``updated`` carry canonical addresses; ``removed`` carries
+    the running registry's keys as given; ``invalid`` lists the wanted entries
+    that were skipped, as ``(address, message)``.
+    """
+
+    added: list[ServerEntry]
+    removed: list[str]
+    updated: list[ServerEntry]
+    invalid: list[tuple[str, str]]
 
 
 def diff_servers(running: dict[str, str | None], wanted: list[ServerEntry]) -> ServerDiff:

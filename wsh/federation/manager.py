@@ -13,11 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsh.config import ServerConfig, ServerEntry, reload_file
 from wsh.errors import Kind, WshError
 from wsh.federation import config as config_file
 from wsh.federation.address import parse_backend_address
 from wsh.federation.auth import check_bearer_token, resolve_token
-from wsh.federation.config import AddEntry, Config, Edit, RemoveEntry, ServerEntry, SetHostname
+from wsh.federation.config import AddEntry, Edit, RemoveEntry, SetHostname
 from wsh.federation.ip_access import IpAccess
 from wsh.federation.link import BackendLink, TlsFiles
 from wsh.federation.registry import Backend, Health, Registry
@@ -85,27 +86,34 @@ class _ConfigWriter:
 
 
 class Federation:
-    """The backends of this hub and the config file that lists them."""
+    """The backends of this hub and the config file that lists them.
 
-    def __init__(self, identity: ServerIdentity, config: Config, own_token: str | None) -> None:
+    Of ``config`` it reads the file's path, the backends, ``default_token``,
+    the backend TLS settings, ``[ip_access]`` and ``max_backends``; a reload
+    reads them again (:func:`wsh.config.reload_file`).
+    """
+
+    def __init__(
+        self, identity: ServerIdentity, config: ServerConfig, own_token: str | None
+    ) -> None:
         self.identity = identity
         self.registry = Registry(identity.hostname)
         self._config = config
         self._own_token = own_token
         self._links: dict[Backend, BackendLink] = {}
-        self._writer = _ConfigWriter(config.path)
+        self._writer = _ConfigWriter(config.config_path)
         self._told_not_persisted = False
 
     @property
     def config_path(self) -> Path | None:
         """None when registrations live in memory only (no config file)."""
-        return self._config.path
+        return self._config.config_path
 
     def _ip_access(self) -> IpAccess:
         return self._config.ip_access or IpAccess()
 
     def _tls(self) -> TlsFiles:
-        tls = self._config.tls
+        tls = self._config.backend_tls
         return TlsFiles(tls.ca_file, tls.client_cert, tls.client_key)
 
     def link(self, backend: Backend) -> BackendLink:
@@ -136,7 +144,8 @@ class Federation:
                 Kind.RESOURCE_EXHAUSTED,
                 "TOO_MANY_BACKENDS",
                 f"This hub has {len(self.registry)} backends registered, its limit; remove "
-                "one first, or raise [server] max_backends in the config and restart.",
+                "one first, or raise [server] max_backends in the config and reload "
+                "(or restart with a higher --max-backends).",
                 {"limit": str(limit)},
             )
         await self._ip_access().check_address(parsed)
@@ -167,8 +176,6 @@ class Federation:
 
     async def start(self) -> None:
         """Link to every backend in the config file; bad entries are logged and skipped."""
-        for warning in self._config.warnings:
-            log.warning("%s", warning)
         if self.config_path is None:
             log.info("no config file: backends added now are kept for this run only")
         else:
@@ -243,8 +250,8 @@ class Federation:
         (and the TLS settings of https backends)."""
         if self.config_path is None:
             return ReloadResult(warnings=["this server has no config file to reload"])
-        fresh = await asyncio.to_thread(config_file.load_config, self.config_path)
-        tls_changed = fresh.tls != self._config.tls
+        fresh = await asyncio.to_thread(reload_file, self._config)
+        tls_changed = fresh.backend_tls != self._config.backend_tls
         self._config = fresh
         result = ReloadResult(warnings=list(fresh.warnings))
         running = {b.address.url: b.token for b in self.registry}
