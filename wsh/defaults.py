@@ -1,9 +1,20 @@
-"""Defaults and limits shared by the server, the CLI and the SDK."""
+"""Defaults, limits and protocol constants shared by the server, the CLI and the SDK.
+
+The server's own settings (flags, variables, config file) are in :mod:`wsh.config`.
+"""
 
 from __future__ import annotations
 
 DEFAULT_PORT = 7600
 DEFAULT_ADDR = f"127.0.0.1:{DEFAULT_PORT}"
+
+# The largest gRPC message the server sends or accepts, and that hubs and the
+# SDK accept (gRPC's default is 4 MiB: a screen of 1000x1000 styled cells or
+# a long scrollback page is more).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A hub's Link stream opens with both sides' identities; a side that has not
+# sent its own within this time is not a wsh server (or is stuck).
+LINK_HANDSHAKE_TIMEOUT_S = 5.0
 
 MAX_SESSIONS = 256
 MAX_INPUT_BYTES = 1024 * 1024

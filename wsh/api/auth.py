@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 
 from wsh.api.limits import AUTH_WINDOW_S, AuthFailures, peer_key, shut_down_connection
-from wsh.api.status import abort
+from wsh.api.status import Ctx, abort
 from wsh.errors import Kind, WshError
 
 log = logging.getLogger("wsh.auth")
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
-Ctx = grpc.aio.ServicerContext[Any, Any]
 MIN_TOKEN_LEN = 16
 # Connections of throttled peers remembered as already shut down.
 MAX_SHUT_CONNECTIONS = 1024

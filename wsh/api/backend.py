@@ -6,13 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import grpc
 
 from wsh.api import convert
 from wsh.api.limits import StreamLimits
-from wsh.api.status import streaming
+from wsh.api.status import Ctx, streaming
+from wsh.defaults import LINK_HANDSHAKE_TIMEOUT_S
 from wsh.errors import Kind, WshError
 from wsh.identity import ServerIdentity
 from wsh.sessions.manager import SessionEvent, SessionManager
@@ -20,12 +18,9 @@ from wsh.v1 import backend_pb2, backend_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT_S = 5.0
 # Inventory changes a slow hub may fall behind by before its Link is ended;
 # it reconnects and gets a fresh inventory instead of an unbounded queue here.
 MAX_BACKLOG = 4096
-
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class _Overflow:
@@ -51,7 +46,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
     ) -> AsyncIterator[backend_pb2.LinkResponse]:
         requests = aiter(request_iterator)
         try:
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            async with asyncio.timeout(LINK_HANDSHAKE_TIMEOUT_S):
                 hello = await anext(requests)
         except (TimeoutError, StopAsyncIteration):
             raise WshError(

@@ -12,8 +12,8 @@ from wsh.api import convert, remote, routing
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
-from wsh.api.routing import Ctx, idle_timeout_error, routed, wait_bounds
-from wsh.api.status import streaming, unary
+from wsh.api.routing import idle_timeout_error, routed, wait_bounds
+from wsh.api.status import Ctx, streaming, unary
 from wsh.errors import Kind, WshError, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health

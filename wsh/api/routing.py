@@ -14,17 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import grpc
-
 from wsh import defaults
 from wsh.api import convert, remote
-from wsh.api.status import unary
+from wsh.api.status import Ctx, unary
 from wsh.errors import Kind, WshError, invalid
 from wsh.federation import writes
 from wsh.federation.registry import Backend, Registry
 from wsh.v1 import hub_pb2, types_pb2
-
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class Router(Protocol):

@@ -68,6 +68,7 @@ async def abort_remote(context: grpc.aio.ServicerContext[Any, Any], err: RemoteS
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Self = TypeVar("Self")
+# The one name for a servicer's context, in every module of the API.
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 

@@ -15,14 +15,13 @@ from urllib.parse import urlsplit
 import grpc
 import grpc.aio
 
-from wsh.defaults import DEFAULT_PORT
+from wsh.defaults import DEFAULT_PORT, MAX_MESSAGE_BYTES
 
 _SCHEME_PORTS = {"": DEFAULT_PORT, "http": 80, "https": 443}
 
 # Screens and scrollback pages (up to 10,000 styled lines) can exceed gRPC's
-# 4 MiB default receive limit.
-MAX_RECEIVE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+# 4 MiB default receive limit; a server sends no more than this.
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any, cast
 import grpc
 
 from wsh.api import convert
+from wsh.defaults import LINK_HANDSHAKE_TIMEOUT_S, MAX_MESSAGE_BYTES
 from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
 from wsh.federation.auth import bearer_metadata, redact
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 1.0
 # Silence longer than this on the Link stream marks the backend UNAVAILABLE.
 HEARTBEAT_MISS_S = 3.0
-HANDSHAKE_TIMEOUT_S = 5.0
 BACKOFF_INITIAL_S = 0.1
 BACKOFF_CAP_S = 1.0
 # A backend that has failed this many times in a row since it was last
@@ -68,7 +68,7 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", int(SLOW_BACKOFF_CAP_S * 1000)),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 0),
 )
 
@@ -294,11 +294,11 @@ class BackendLink:
                     )
                 )
             )
-            first = await self._read(call, HANDSHAKE_TIMEOUT_S)
+            first = await self._read(call, LINK_HANDSHAKE_TIMEOUT_S)
             if first.WhichOneof("message") != "identity":
                 raise sanitize.BackendGarbage("the backend did not start with its identity")
             self._check_identity(first.identity)
-            second = await self._read(call, HANDSHAKE_TIMEOUT_S)
+            second = await self._read(call, LINK_HANDSHAKE_TIMEOUT_S)
             if second.WhichOneof("message") != "inventory":
                 raise sanitize.BackendGarbage("the backend did not send its inventory")
             listed = second.inventory.sessions
