@@ -14,17 +14,27 @@ def _escape(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(value: str, limit: int = 128) -> str:
-    """Cap ``value`` and escape every non-printable character.
+# C0, DEL and C1 controls: a terminal obeys them (cursor moves, OSC clipboard
+# writes) instead of showing them.
+_CONTROLS = {c: "\ufffd" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 
-    Log lines and terminals must never receive raw control bytes (escape
-    sequences, bidi overrides) that a peer chose; backslashes are escaped too so
-    the escaped form cannot be confused with the original text.
+
+def printable(value: str, limit: int | None = 128, *, terminal: bool = False) -> str:
+    """``value`` capped at ``limit`` characters (None: whole), safe to log or print.
+
+    Log lines must never receive raw control bytes (escape sequences, bidi
+    overrides) that a peer chose, nor a terminal one it would obey. By
+    default every non-printable character is escaped (``\\x1b``) and backslashes too, so a
+    log shows exactly what was sent and the escaped form cannot be confused
+    with the original text. With ``terminal`` (the CLI's tables and screens),
+    each C0, DEL or C1 control becomes one U+FFFD instead: columns keep their
+    width, and what a terminal draws without obeying (wide and combining
+    characters, joiners, backslashes) stays as it is.
     """
-    return "".join(
-        "\\\\" if ch == "\\" else ch if ch.isprintable() else _escape(ch)
-        for ch in shorten(value, limit)
-    )
+    text = value if limit is None else shorten(value, limit)
+    if terminal:
+        return text.translate(_CONTROLS)
+    return "".join("\\\\" if ch == "\\" else ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
 def quote(value: str, limit: int = 128) -> str:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
+from wsh.text import printable as _printable
 from wsh.v1 import hub_pb2, types_pb2
 
-# C0, DEL and C1 controls: text from servers is printed to a terminal, where
-# these would be obeyed (cursor moves, OSC clipboard writes) instead of shown.
-_CONTROLS = {c: "\ufffd" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters replaced, safe to print on a terminal."""
-    return text.translate(_CONTROLS)
+# Text from servers as a terminal may show it: whole, controls as U+FFFD.
+printable = functools.partial(_printable, limit=None, terminal=True)
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -1,7 +1,7 @@
 """The registry of backends: who they are, how healthy, what sessions they hold.
 
 The registry is plain state plus change notification. The Link connections
-(``connection.py``) write into it; routing and cluster-wide races read it.
+(``link.py``) write into it; routing and cluster-wide races read it.
 """
 
 from __future__ import annotations
