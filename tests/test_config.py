@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
-from tests.procs import REPO
+from tests.calls import expect_error
+from tests.procs import REPO, ServerProc, stub
 from wsh import defaults
 from wsh.config import (
     DEFAULT_MAX_BACKENDS,
@@ -22,6 +24,8 @@ from wsh.config import (
     reload_file,
 )
 from wsh.errors import WshError
+from wsh.text import printable
+from wsh.v1 import hub_pb2
 
 TOKEN = "correct-horse-battery-staple-42"
 
@@ -283,3 +287,30 @@ def test_bad_file_value_is_a_clean_start_failure(tmp_path: Path) -> None:
         f"wsh server: CONFIG_INVALID: Config file {config}: "
         "[server] max_sessions must be at least 1.\n"
     )
+
+
+@pytest.mark.e2e
+def test_file_and_variable_settings_reach_a_running_server(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", '[server]\nmax_sessions = 5\nlog_level = "warning"\n')
+    log = tmp_path / "server.log"
+    env = {"WSH_MAX_SESSIONS": "1", "WSH_TOKEN": ""}
+    with ServerProc("configured", "--config", str(config), env=env, log_path=log) as proc:
+        channel, hub = stub(proc.addr)
+        with channel:
+            hub.CreateSession(hub_pb2.CreateSessionRequest(name="one", command="cat"), timeout=15)
+            expect_error(
+                lambda: hub.CreateSession(
+                    hub_pb2.CreateSessionRequest(name="two", command="cat"), timeout=15
+                ),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "TOO_MANY_SESSIONS",
+            )
+    # The file's log level: the INFO lines a server logs at start are left out.
+    assert " INFO " not in log.read_text()
+
+
+def test_one_printable_for_logs_and_terminals() -> None:
+    text = "a\x1b]52;c\\ \u200d" + "x" * 200
+    logged = printable(text)
+    assert logged.startswith("a\\x1b]52;c\\\\ \\u200d") and len(logged) < 150
+    assert printable(text, limit=None, terminal=True) == "a\ufffd]52;c\\ \u200d" + "x" * 200

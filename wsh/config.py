@@ -7,33 +7,12 @@ spellings in each source (``docs/CONFIG.md`` shows it to people; a test
 keeps the two in step). A bad value in a flag or variable raises
 :class:`ConfigError` naming it (``wsh server`` makes that a usage error); a
 bad file raises ``WshError(INVALID_ARGUMENT, "CONFIG_INVALID")`` naming the
-file and the key, never the value (it may be a token).
+file and the key (quoting the value only for hostnames and log levels: a
+string setting may be a token).
 
-Settings by source (flag, variable, ``[server]`` key):
-
-======================  =====================  ====================  ===================
-setting                 flag                   variable              file
-======================  =====================  ====================  ===================
-listen                  --listen               WSH_LISTEN            (no: names the file)
-config_path             --config               WSH_CONFIG            (no: is the file)
-hostname                --hostname             WSH_HOSTNAME          hostname
-token                   --token                WSH_TOKEN             token
-token_file              --token-file           WSH_TOKEN_FILE        token_file
-generate_token          --generate-token       WSH_GENERATE_TOKEN    generate_token
-tls_cert                --tls-cert             WSH_TLS_CERT          tls_cert
-tls_key                 --tls-key              WSH_TLS_KEY           tls_key
-tls_client_ca           --tls-client-ca        WSH_TLS_CLIENT_CA     tls_client_ca
-strict_routing          --strict-routing       WSH_STRICT_ROUTING    strict_routing
-max_sessions            --max-sessions         WSH_MAX_SESSIONS      max_sessions
-exited_retention_s      --exited-retention     WSH_EXITED_RETENTION  exited_retention
-scrollback_lines        --scrollback           WSH_SCROLLBACK        scrollback
-scrollback_bytes        --scrollback-bytes     WSH_SCROLLBACK_BYTES  scrollback_bytes
-max_connections         --max-connections      WSH_MAX_CONNECTIONS   max_connections
-max_backends            --max-backends         WSH_MAX_BACKENDS      max_backends
-log_level               --log-level            WSH_LOG               log_level
-======================  =====================  ====================  ===================
-
-The other sections are file-only, because ``ReloadConfig`` re-reads them
+``listen`` and ``config_path`` have no file key (the default file is named
+after the listen address; the file cannot name itself). The other sections
+are file-only, because ``ReloadConfig`` re-reads them
 (:func:`reload_file`) and a flag would pin them for the process's life:
 ``default_token``, ``[tls]`` (the hub's side of ``https://`` backends),
 ``[ip_access]`` and ``[[servers]]``.
@@ -606,7 +585,7 @@ def load_file(path: Path | None) -> FileConfig:
 
     Raises ``WshError(INVALID_ARGUMENT, "CONFIG_INVALID")`` naming the path and
     the problem when the file cannot be read, is not valid TOML, or a setting
-    has the wrong type or value. Messages never quote setting values.
+    has the wrong type or value. Messages never quote strings that may be tokens.
     Addresses in ``[[servers]]`` are not checked here: one bad entry must not
     stop the server, so callers check each one (see ``diff_servers``).
     """
