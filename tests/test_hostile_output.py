@@ -178,6 +178,7 @@ def test_scrollback_page_stops_at_its_budget_and_pages_on() -> None:
     # A line renders to about 40 characters a cell.
     assert 1 <= len(first.lines) <= defaults.STYLED_RENDER_CHARS // 30_000 + 1
     assert first.styled_lines is not None and len(first.styled_lines) == len(first.lines)
+    assert first.truncated
     offset, pages = 0, 0
     while offset < first.total_lines:
         page = screen.scrollback(offset, 1000, styled=True)
@@ -187,14 +188,15 @@ def test_scrollback_page_stops_at_its_budget_and_pages_on() -> None:
         assert pages <= first.total_lines
     assert offset == first.total_lines
     # Plain pages of such lines are not held back by their styles.
-    assert len(screen.scrollback(0, 1000, styled=False).lines) == first.total_lines
+    plain = screen.scrollback(0, 1000, styled=False)
+    assert len(plain.lines) == first.total_lines and not plain.truncated
 
 
 def test_styled_screen_over_budget_draws_the_rest_plain() -> None:
     screen = TerminalScreen(200, 1000)
     screen.feed(b"\x1b[H" + colored_cells(200 * 1000 - 1))
     view = screen.view(styled=True)
-    assert screen.styles_degraded
+    assert screen.styles_degraded and view.styles_truncated
     assert view.styled_lines is not None
     plain_rows = [line for line in view.styled_lines if len(line) == 1 and line[0].fg is None]
     assert 0 < len(plain_rows) < 200
@@ -206,7 +208,7 @@ def test_well_behaved_styled_screen_is_not_degraded() -> None:
     screen = TerminalScreen(50, 200)
     screen.feed(b"".join(b"\x1b[3%dmword%d \x1b[0m" % (i % 8, i) for i in range(2000)))
     view = screen.view(styled=True)
-    assert not screen.styles_degraded
+    assert not screen.styles_degraded and not view.styles_truncated
     assert view.styled_lines is not None
     assert any(span.fg is not None for line in view.styled_lines for span in line)
 
@@ -381,7 +383,7 @@ def test_colourful_history_pages_fit_the_message_limit(
         name="history", limit=1000, format=types_pb2.SCREEN_FORMAT_STYLED
     )
     first = hub.GetScrollback(request, timeout=RPC_TIMEOUT)
-    assert 1 <= len(first.lines) < first.total_lines
+    assert 1 <= len(first.lines) < first.total_lines and first.truncated
     assert first.total_lines < 600  # the byte budget dropped the oldest lines
     offset = 0
     for _ in range(first.total_lines):
@@ -422,6 +424,7 @@ def test_styled_screen_of_a_colourful_big_session_answers(
     assert len(screen.styled_lines) == 200
     assert screen.styled_lines[0].spans[0].HasField("fg")
     assert not screen.styled_lines[199].spans[0].HasField("fg")  # over the budget: plain
+    assert screen.styles_truncated
     assert screen.lines[199] == idle.screen.lines[199]
     assert prober.worst < 0.5, f"GetServerInfo waited {prober.worst:.2f}s"
 

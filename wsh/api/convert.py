@@ -112,4 +112,5 @@ def screen_to_pb(view: ScreenView, styled_lines: list[types_pb2.StyledLine]) -> 
         alternate_screen=view.alternate_screen,
         first_line_index=view.first_line_index,
         total_lines=view.total_lines,
+        styles_truncated=view.styles_truncated,
     )

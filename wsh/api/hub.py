@@ -189,6 +189,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             total_lines=page.total_lines,
             offset=page.offset,
             server=self.hostname,
+            truncated=page.truncated,
         )
 
     @routed(routing.changed_session(lambda r: r.name))

@@ -101,6 +101,8 @@ class ScreenView:
     """Index of the top visible row among all lines: the history length."""
     total_lines: int
     """History lines plus visible rows."""
+    styles_truncated: bool = False
+    """Some styled rows were drawn with the default pen: over the styles budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class ScrollbackPage:
     styled_lines: tuple[StyledLine, ...] | None
     total_lines: int
     offset: int
+    truncated: bool = False
+    """The page stopped before ``limit`` lines to stay within its size budget."""
 
 
 class TerminalScreen:
@@ -361,6 +365,7 @@ class TerminalScreen:
             alternate_screen=self._sequences.alternate_screen,
             first_line_index=history,
             total_lines=history + self._rows,
+            styles_truncated=styled and bool(self._degraded),
         )
         if styled:
             self._styled_view = view
@@ -382,14 +387,15 @@ class TerminalScreen:
         stop = min(offset + limit, total)
         past = list(islice(self._history, offset, stop)) if offset < kept else []
         fits = _fitting(past, styled)
-        if fits < len(past):
+        truncated = fits < len(past)
+        if truncated:
             past, stop = past[:fits], offset + fits
         first, last = max(offset - kept, 0), max(stop - kept, 0)
         lines = tuple(map(_styled.plain, past)) + view.lines[first:last]
         styled_lines = None
         if view.styled_lines is not None:
             styled_lines = tuple(map(_styled.styled, past)) + view.styled_lines[first:last]
-        return ScrollbackPage(lines, styled_lines, total, offset)
+        return ScrollbackPage(lines, styled_lines, total, offset, truncated)
 
     def _reset_rows(self) -> None:
         self._plain_rows = [""] * self._rows

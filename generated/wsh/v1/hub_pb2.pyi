@@ -488,10 +488,15 @@ class GetScrollbackResponse(_message.Message):
     TOTAL_LINES_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     total_lines: _builtins.int
     offset: _builtins.int
     server: _builtins.str
     """Hostname of the server that owns the session."""
+    truncated: _builtins.bool
+    """The page stopped before `limit` lines to fit the response size budget
+    (4 MiB of text); ask again from offset + len(lines) for the rest.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -504,10 +509,11 @@ class GetScrollbackResponse(_message.Message):
         total_lines: _builtins.int = ...,
         offset: _builtins.int = ...,
         server: _builtins.str = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "offset", b"offset", "server", b"server", "styled_lines", b"styled_lines", "total_lines", b"total_lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "offset", b"offset", "server", b"server", "styled_lines", b"styled_lines", "total_lines", b"total_lines", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

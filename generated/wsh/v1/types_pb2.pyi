@@ -285,6 +285,7 @@ class Screen(_message.Message):
     FIRST_LINE_INDEX_FIELD_NUMBER: _builtins.int
     TOTAL_LINES_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
+    STYLES_TRUNCATED_FIELD_NUMBER: _builtins.int
     rows: _builtins.int
     cols: _builtins.int
     alternate_screen: _builtins.bool
@@ -295,6 +296,10 @@ class Screen(_message.Message):
     """Scrollback lines plus visible rows."""
     generation: _builtins.int
     """The session generation this screen was rendered at."""
+    styles_truncated: _builtins.bool
+    """STYLED format: some rows were sent with the default style (their text is
+    complete) because the screen's styles exceeded the response budget.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Plain text of each visible row, trailing blanks trimmed (PLAIN format)."""
@@ -317,10 +322,11 @@ class Screen(_message.Message):
         first_line_index: _builtins.int = ...,
         total_lines: _builtins.int = ...,
         generation: _builtins.int = ...,
+        styles_truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alternate_screen", b"alternate_screen", "cols", b"cols", "cursor", b"cursor", "first_line_index", b"first_line_index", "generation", b"generation", "lines", b"lines", "rows", b"rows", "styled_lines", b"styled_lines", "total_lines", b"total_lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alternate_screen", b"alternate_screen", "cols", b"cols", "cursor", b"cursor", "first_line_index", b"first_line_index", "generation", b"generation", "lines", b"lines", "rows", b"rows", "styled_lines", b"styled_lines", "styles_truncated", b"styles_truncated", "total_lines", b"total_lines"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
