@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from wsh.api import convert
+from wsh import convert
 from wsh.api.limits import StreamLimits
 from wsh.api.status import Ctx, streaming
 from wsh.defaults import LINK_HANDSHAKE_TIMEOUT_S

@@ -21,6 +21,7 @@ import grpc
 from wsh import defaults
 from wsh.api import remote
 from wsh.errors import WshError
+from wsh.federation import sanitize
 from wsh.federation.auth import redact
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Registry
@@ -276,7 +277,7 @@ class ClusterRace:
             stream = link.hub.RaceIdle(self._backend_request(backend), metadata=link.metadata)
             try:
                 async for response in stream:
-                    self._offer(remote.clean_idle(response.idle, backend.hostname))
+                    self._offer(sanitize.clean_idle(response.idle, backend.hostname))
                     await self._queue.room(MAX_PENDING_BYTES)
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (

@@ -16,15 +16,11 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from wsh.api import convert
 from wsh.api.status import DETAILS_KEY, RemoteStatus
-from wsh.defaults import MAX_DIMENSION, SCROLLBACK_PAGE_MAX
 from wsh.errors import Kind, WshError
-from wsh.federation import sanitize
 from wsh.federation.auth import redact
 from wsh.federation.link import BackendLink
-from wsh.text import printable, quote
-from wsh.v1 import hub_pb2, types_pb2
+from wsh.text import printable
 
 # Statuses that are the client's own doing (its deadline, its cancel): passed on.
 _CALLER_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
@@ -124,75 +120,3 @@ async def call(
         )
     except grpc.aio.AioRpcError as err:
         raise backend_error(link, err) from None
-
-
-def clean_session(pb: types_pb2.Session, hostname: str, name: str = "") -> types_pb2.Session:
-    """A session a backend sent, checked; ``name``, when given, is the one asked about."""
-    _check_name(pb.name, name, hostname)
-    return convert.session_to_pb(sanitize.check_session(convert.session_from_pb(pb), hostname))
-
-
-def _check_name(got: str, asked: str, hostname: str) -> None:
-    if asked and got != asked:
-        raise sanitize.BackendGarbage(
-            f"Backend {quote(hostname)} answered about session {quote(got)} "
-            f"when asked about {quote(asked)}."
-        )
-
-
-# A terminal screen holds text only: a control character in a line was made up.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _check_lines(lines: Any, limit: int, width: int, what: str, hostname: str) -> None:
-    sanitize.check_count(len(lines), limit, what=what, backend=hostname)
-    # A line holds at most `width` cells; combining characters and wide
-    # glyphs stay well within four code points a cell.
-    for line in lines:
-        if len(line) > 4 * width:
-            raise sanitize.BackendGarbage(
-                f"Backend {hostname!r} sent a line of {len(line)} characters for {width} columns."
-            )
-        if _CONTROL.search(line):
-            raise sanitize.BackendGarbage(
-                f"Backend {hostname!r} sent a line with control characters: {quote(line)}."
-            )
-
-
-def clean_screen(screen: types_pb2.Screen, hostname: str) -> types_pb2.Screen:
-    for value, what in ((screen.rows, "rows"), (screen.cols, "columns")):
-        if not 1 <= value <= MAX_DIMENSION:
-            raise sanitize.BackendGarbage(
-                f"Backend {hostname!r} sent a screen with {value} {what}."
-            )
-    _check_lines(screen.lines, screen.rows, screen.cols, "screen lines", hostname)
-    sanitize.check_count(
-        len(screen.styled_lines), screen.rows, what="styled lines", backend=hostname
-    )
-    for line in screen.styled_lines:
-        _check_lines(
-            [span.text for span in line.spans], screen.cols, screen.cols, "spans", hostname
-        )
-    return screen
-
-
-def clean_idle(idle: types_pb2.Idle, hostname: str, name: str = "") -> types_pb2.Idle:
-    """An idle a backend sent, checked; ``name``, when given, is the session asked about."""
-    _check_name(idle.session, name, hostname)
-    sanitize.check_session(
-        convert.session_from_pb(types_pb2.Session(name=idle.session, rows=1, cols=1)), hostname
-    )
-    clean_screen(idle.screen, hostname)
-    idle.server = hostname
-    return idle
-
-
-def clean_scrollback(page: hub_pb2.GetScrollbackResponse, hostname: str) -> None:
-    _check_lines(page.lines, SCROLLBACK_PAGE_MAX, MAX_DIMENSION, "scrollback lines", hostname)
-    sanitize.check_count(
-        len(page.styled_lines), SCROLLBACK_PAGE_MAX, what="styled lines", backend=hostname
-    )
-    for line in page.styled_lines:
-        _check_lines(
-            [span.text for span in line.spans], MAX_DIMENSION, MAX_DIMENSION, "spans", hostname
-        )

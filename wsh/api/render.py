@@ -6,7 +6,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from wsh.api import convert
+from wsh import convert
 from wsh.federation.registry import Backend
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session

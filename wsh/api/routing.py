@@ -14,11 +14,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from wsh import defaults
-from wsh.api import convert, remote
+from wsh import convert, defaults
+from wsh.api import remote
 from wsh.api.status import Ctx, unary
 from wsh.errors import Kind, WshError, invalid
-from wsh.federation import writes
+from wsh.federation import sanitize, writes
 from wsh.federation.registry import Backend, Registry
 from wsh.v1 import hub_pb2, types_pb2
 
@@ -108,7 +108,7 @@ def check_input(request: hub_pb2.SendInputRequest) -> None:
 
 async def session_answer(router: Router, backend: Backend, request: Any, response: Any) -> Any:
     """An answer holding the session asked about, checked."""
-    session = remote.clean_session(response.session, backend.hostname, request.name)
+    session = sanitize.clean_session(response.session, backend.hostname, request.name)
     return type(response)(session=session)
 
 
@@ -119,7 +119,7 @@ def changed_session(
     ``previous_name(request)``), returned once the hub's inventory shows it."""
 
     async def answer(router: Router, backend: Backend, request: Any, response: Any) -> Any:
-        session = remote.clean_session(response.session, backend.hostname, name(request))
+        session = sanitize.clean_session(response.session, backend.hostname, name(request))
         info = convert.session_from_pb(session)
         await writes.observe(router.registry, backend, session.name, info, previous_name(request))
         return type(response)(session=session)
@@ -137,19 +137,19 @@ async def input_answer(router: Router, backend: Backend, request: Any, response:
 
 
 async def screen_answer(router: Router, backend: Backend, request: Any, response: Any) -> Any:
-    screen = remote.clean_screen(response.screen, backend.hostname)
+    screen = sanitize.clean_screen(response.screen, backend.hostname)
     return hub_pb2.GetScreenResponse(screen=screen, server=backend.hostname)
 
 
 async def scrollback_answer(router: Router, backend: Backend, request: Any, response: Any) -> Any:
-    remote.clean_scrollback(response, backend.hostname)
+    sanitize.clean_scrollback(response, backend.hostname)
     response.server = backend.hostname
     return response
 
 
 async def idle_answer(router: Router, backend: Backend, request: Any, response: Any) -> Any:
     return hub_pb2.AwaitIdleResponse(
-        idle=remote.clean_idle(response.idle, backend.hostname, request.name)
+        idle=sanitize.clean_idle(response.idle, backend.hostname, request.name)
     )
 
 

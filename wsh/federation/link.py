@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import grpc
 
-from wsh.api import convert
+from wsh import convert
 from wsh.defaults import LINK_HANDSHAKE_TIMEOUT_S, MAX_MESSAGE_BYTES
 from wsh.errors import Kind, WshError
 from wsh.federation import sanitize

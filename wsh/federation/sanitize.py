@@ -1,4 +1,6 @@
-"""Checks on everything a backend sends before it reaches a client.
+"""Checks on everything a backend sends before it reaches a client: its
+identity, inventory and activity on the Link, and every answer it gives to
+a forwarded call (sessions, screens, idles, scrollback pages).
 
 A backend is as untrusted as a client: a compromised or buggy one must not
 inject names that break routing, flood the hub with entries, or smuggle
@@ -13,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import Any
 
-from wsh.defaults import MAX_DIMENSION
+from wsh import convert
+from wsh.defaults import MAX_DIMENSION, SCROLLBACK_PAGE_MAX
 from wsh.errors import Kind, WshError
 from wsh.names import MAX_TAGS, is_valid_hostname, is_valid_session_name, is_valid_tag
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.text import printable, quote
+from wsh.v1 import hub_pb2, types_pb2
 
 MAX_REMOTE_SESSIONS = 10_000
 MAX_TEXT_LEN = 4096
@@ -66,6 +71,16 @@ def check_identity(
     return hostname, server_id, version
 
 
+def check_name(name: str, backend_hostname: str) -> str:
+    """Check a session name a backend sent."""
+    if not is_valid_session_name(name):
+        raise BackendGarbage(
+            f"{_from(backend_hostname)} sent a session with an invalid name {quote(name)}.",
+            server=printable(backend_hostname),
+        )
+    return name
+
+
 def check_session(info: SessionInfo, backend_hostname: str) -> SessionInfo:
     """Check one session a backend reported; return the version to pass on.
 
@@ -74,11 +89,7 @@ def check_session(info: SessionInfo, backend_hostname: str) -> SessionInfo:
     sorted and without duplicates; a command or directory longer than 4096
     characters is cut short; an exit code on a running session is dropped.
     """
-    if not is_valid_session_name(info.name):
-        raise BackendGarbage(
-            f"{_from(backend_hostname)} sent a session with an invalid name {quote(info.name)}.",
-            server=printable(backend_hostname),
-        )
+    check_name(info.name, backend_hostname)
 
     def require(ok: bool, problem: str) -> None:
         if not ok:
@@ -149,3 +160,70 @@ def check_count(n: int, limit: int, *, what: str = "items", backend: str | None 
     if not 0 <= n <= limit:
         raise BackendGarbage(f"{_from(backend)} sent {n} {what}; at most {limit} are allowed.")
     return n
+
+
+# -- answers to forwarded calls ---------------------------------------------------
+
+
+def clean_session(pb: types_pb2.Session, hostname: str, name: str = "") -> types_pb2.Session:
+    """A session a backend sent, checked; ``name``, when given, is the one asked about."""
+    _check_asked(pb.name, name, hostname)
+    return convert.session_to_pb(check_session(convert.session_from_pb(pb), hostname))
+
+
+def _check_asked(got: str, asked: str, hostname: str) -> None:
+    if asked and got != asked:
+        raise BackendGarbage(
+            f"Backend {quote(hostname)} answered about session {quote(got)} "
+            f"when asked about {quote(asked)}."
+        )
+
+
+# A terminal screen holds text only: a control character in a line was made up.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_lines(lines: Any, limit: int, width: int, what: str, hostname: str) -> None:
+    check_count(len(lines), limit, what=what, backend=hostname)
+    # A line holds at most `width` cells; combining characters and wide
+    # glyphs stay well within four code points a cell.
+    for line in lines:
+        if len(line) > 4 * width:
+            raise BackendGarbage(
+                f"Backend {hostname!r} sent a line of {len(line)} characters for {width} columns."
+            )
+        if _CONTROL.search(line):
+            raise BackendGarbage(
+                f"Backend {hostname!r} sent a line with control characters: {quote(line)}."
+            )
+
+
+def clean_screen(screen: types_pb2.Screen, hostname: str) -> types_pb2.Screen:
+    for value, what in ((screen.rows, "rows"), (screen.cols, "columns")):
+        if not 1 <= value <= MAX_DIMENSION:
+            raise BackendGarbage(f"Backend {hostname!r} sent a screen with {value} {what}.")
+    _check_lines(screen.lines, screen.rows, screen.cols, "screen lines", hostname)
+    check_count(len(screen.styled_lines), screen.rows, what="styled lines", backend=hostname)
+    for line in screen.styled_lines:
+        _check_lines(
+            [span.text for span in line.spans], screen.cols, screen.cols, "spans", hostname
+        )
+    return screen
+
+
+def clean_idle(idle: types_pb2.Idle, hostname: str, name: str = "") -> types_pb2.Idle:
+    """An idle a backend sent, checked; ``name``, when given, is the session asked about."""
+    _check_asked(idle.session, name, hostname)
+    check_name(idle.session, hostname)
+    clean_screen(idle.screen, hostname)
+    idle.server = hostname
+    return idle
+
+
+def clean_scrollback(page: hub_pb2.GetScrollbackResponse, hostname: str) -> None:
+    _check_lines(page.lines, SCROLLBACK_PAGE_MAX, MAX_DIMENSION, "scrollback lines", hostname)
+    check_count(len(page.styled_lines), SCROLLBACK_PAGE_MAX, what="styled lines", backend=hostname)
+    for line in page.styled_lines:
+        _check_lines(
+            [span.text for span in line.spans], MAX_DIMENSION, MAX_DIMENSION, "spans", hostname
+        )
