@@ -30,7 +30,7 @@ ROWS, COLS, HISTORY = 24, 80, 10_000
 CHUNK = 4096
 QUICK = False  # set from --quick: smaller payloads, shorter timings
 # Real programs' output, recorded by scripts/record-fixtures for the tests.
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "terminal"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "terminal" / "fixtures"
 
 # An engine takes the chunks of one payload and returns how many bytes it got
 # through before its deadline (all of them, for the fast ones).

@@ -1,6 +1,6 @@
 """Network faults: a backend behind a real link that breaks, slows, loses and flaps.
 
-The long version of ``tests/test_netfaults.py``. The hub and a backend
+The long version of ``tests/e2e/test_netfaults.py``. The hub and a backend
 "near" run in one network namespace, the backend "far" in another, joined
 only by a veth pair (``tests/netns.py``); the script reaches the hub over a
 Unix socket. Needs root. Phases:
@@ -386,7 +386,7 @@ def append_results(rows: list[h.Row], quick: bool, summary: str) -> None:
             f"bound ({NOTICED_TARGET_S:g} s), HEALTHY within {HEALTHY_TARGET_S:g} s of "
             f"the restore, calls on far failing within {FAIL_FAST_TARGET_MS:g} ms while it "
             "is cut, nothing marked dead on a slow or lossy link, no leaks after flapping. "
-            "`tests/test_netfaults.py` checks the same with looser bounds.\n"
+            "`tests/e2e/test_netfaults.py` checks the same with looser bounds.\n"
         )
     lines = [
         "",

@@ -11,7 +11,7 @@ once everything is killed and has settled.
 Passes with zero failed calls, zero wrong screens, descriptors, child
 processes and tasks back at their baseline, and no RSS growth over the
 second half of the cycles. Reports memory per session, phase-3 throughput
-and latency percentiles. ``tests/test_soak.py`` runs the same driver
+and latency percentiles. ``tests/e2e/test_soak.py`` runs the same driver
 (``tests/soak_driver.py``) in a short form in CI.
 
     python bench/soak.py [--cycles 1000 --sessions 200 --clients 50 --seconds 60] [--record]
@@ -34,7 +34,7 @@ RECORD = Path(__file__).with_name("SOAK.md")
 RECORD_HEADER = """# Soak results
 
 Full runs of `python bench/soak.py` (driver: `tests/soak_driver.py`; the short
-CI form is `tests/test_soak.py`). Newest last; each entry is the command, the
+CI form is `tests/e2e/test_soak.py`). Newest last; each entry is the command, the
 date and the machine (load average at the start), then the run's own output.
 
 Growth is the last settled sample minus the baseline taken after a warm-up.

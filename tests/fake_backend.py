@@ -1,4 +1,4 @@
-"""A fake wsh backend that lies to its hub, for tests/test_lying_backend.py.
+"""A fake wsh backend that lies to its hub, for tests/e2e/test_lying_backend.py.
 
 Run as ``python -m tests.fake_backend CONFIG_JSON``; it serves on
 127.0.0.1:0 and prints ``fake: listening on 127.0.0.1:PORT``. CONFIG keys:

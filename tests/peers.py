@@ -1,5 +1,5 @@
 """Hostile peers at the connection and HTTP/2 level, shared by
-``tests/test_hostile_peers.py`` and ``bench/hostile_peers.py``.
+``tests/e2e/test_hostile_peers.py`` and ``bench/hostile_peers.py``.
 
 Everything here is bounded: a count of connections or streams, and a
 timeout on every socket operation.

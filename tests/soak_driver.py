@@ -1,4 +1,4 @@
-"""The soak run shared by ``bench/soak.py`` (full length) and ``tests/test_soak.py`` (short).
+"""The soak run shared by ``bench/soak.py`` (full length) and ``tests/e2e/test_soak.py`` (short).
 
 A hub and two backends run as separate ``wsh server`` processes on loopback;
 every session call goes through the hub with ``server=`` naming the owner,

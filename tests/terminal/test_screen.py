@@ -31,7 +31,7 @@ from wsh.terminal.screen import (
 )
 from wsh.terminal.sequences import SequenceTracker
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "terminal"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((FIXTURES / "manifest.json").read_text())
 PROGRAMS = sorted(MANIFEST)
 # Every screen compared with tmux's: (fixture, how many of its bytes are fed).
@@ -83,7 +83,7 @@ def every_line(
 
 # --- real programs, checked against tmux -----------------------------------------
 #
-# tests/fixtures/terminal holds real programs' output, recorded on a PTY by
+# tests/terminal/fixtures holds real programs' output, recorded on a PTY by
 # scripts/record-fixtures (manifest.json says how). Each screen is compared
 # with the one tmux, an independent emulator, makes of the same bytes: the
 # text, the styles, the cursor and which screen is shown.

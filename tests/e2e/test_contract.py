@@ -20,8 +20,8 @@ import pytest
 
 from tests.calls import RPC_TIMEOUT, await_idle, create, expect_error, kill, send
 from tests.cluster import Cluster, server_entry, wait_health, wait_until
+from tests.fakes import FakeBackend, session_dict
 from tests.procs import ServerProc, stub
-from tests.test_lying_backend import FakeBackend, session_dict
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
@@ -43,15 +43,8 @@ def cpu_load(workers: int = 2, seconds: float = 120.0) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("contract")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def hub(cluster: Cluster) -> hub_pb2_grpc.HubServiceStub:
-    assert cluster.stub is not None
-    return cluster.stub
+def hub(cluster_hub: hub_pb2_grpc.HubServiceStub) -> hub_pb2_grpc.HubServiceStub:
+    return cluster_hub
 
 
 def race_once(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from wsh.client import AsyncClient, AsyncIdleStream, Client, IdleStream, _aio_io, _sync_io
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "generate-sync-client"
 PACKAGE = ROOT / "wsh" / "client"
 

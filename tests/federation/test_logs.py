@@ -22,8 +22,8 @@ import pytest
 
 from tests.cluster import wait_until
 from tests.fake_backend import FORGED
+from tests.fakes import FakeBackend
 from tests.procs import ServerProc, assert_no_traceback
-from tests.test_lying_backend import FakeBackend
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
 pytestmark = pytest.mark.e2e

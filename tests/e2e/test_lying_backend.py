@@ -10,10 +10,7 @@ client unchecked, and no error message carries a raw control character.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +21,8 @@ import pytest
 from google.rpc import status_pb2
 
 from tests.cluster import server_entry, wait_until
-from tests.procs import REPO, ServerProc, assert_no_traceback, error_reason, read_line
+from tests.fakes import FakeBackend, session_dict
+from tests.procs import ServerProc, assert_no_traceback, error_reason
 from wsh.names import is_valid_session_name
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
@@ -34,53 +32,12 @@ HUB = "hub"
 RPC_TIMEOUT = 10
 # The hub answers a cheap call within this, whatever a backend does.
 PROMPT_S = 0.5
-READY = re.compile(rb"fake: listening on (\S+)")
 HEALTHY = hub_pb2.SERVER_HEALTH_HEALTHY
 CONNECTING = hub_pb2.SERVER_HEALTH_CONNECTING
 UNAVAILABLE = hub_pb2.SERVER_HEALTH_UNAVAILABLE
 REJECTED = hub_pb2.SERVER_HEALTH_REJECTED
 # C0 and C1 controls and DEL: none may reach a client in an error text.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-class FakeBackend:
-    """``tests/fake_backend.py`` as a subprocess."""
-
-    def __init__(self, tmp: Path, hostname: str, **config: Any) -> None:
-        self.hostname = hostname
-        self.calls_file = tmp / f"calls-{id(self)}.txt"
-        self.log = tmp / f"fake-{id(self)}.log"
-        self.config = {"hostname": hostname, "calls": str(self.calls_file), **config}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.addr = ""
-
-    def start(self) -> FakeBackend:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.fake_backend", json.dumps(self.config)],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=REPO,
-            )
-        assert self.proc.stdout is not None
-        match = READY.search(read_line(self.proc.stdout, 20))
-        assert match, f"fake backend did not start: {self.log.read_text()}"
-        self.addr = match.group(1).decode()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.addr}"
-
-    def calls(self) -> list[str]:
-        return self.calls_file.read_text().split() if self.calls_file.exists() else []
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -206,10 +163,6 @@ def expect(call: Callable[[], Any], code: grpc.StatusCode, reason: str) -> grpc.
     assert error_reason(err) == reason, (error_reason(err), err.details())
     assert_clean_text(err.details() or "")
     return info.value
-
-
-def session_dict(name: str, **fields: Any) -> dict[str, Any]:
-    return {"name": name, "server": "x", "rows": 24, "cols": 80, "state": 1, **fields}
 
 
 # -- (a) the hub's hostname, and another server's ---------------------------------

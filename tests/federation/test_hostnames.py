@@ -19,8 +19,8 @@ import pytest
 
 from tests.calls import RPC_TIMEOUT, create, expect_error
 from tests.cluster import server_entry, wait_health, wait_until
+from tests.fakes import FakeBackend
 from tests.procs import ServerProc, assert_no_traceback, stub
-from tests.test_lying_backend import FakeBackend
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
 pytestmark = pytest.mark.e2e
