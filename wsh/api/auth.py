@@ -18,12 +18,12 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
 import grpc
 
 from wsh.api.limits import AUTH_WINDOW_S, AuthFailures, peer_key, shut_down_connection
-from wsh.api.status import Ctx, abort
+from wsh.api.status import Ctx, Handler, Interceptor, abort
 from wsh.errors import Kind, WshError
 
 log = logging.getLogger("wsh.auth")
@@ -34,14 +34,6 @@ MIN_TOKEN_LEN = 16
 MAX_SHUT_CONNECTIONS = 1024
 # Connections remembered as having carried the right token.
 MAX_TRUSTED_CONNECTIONS = 10_000
-
-# The stubs make these generic; at run time they are plain classes.
-if TYPE_CHECKING:
-    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.aio.ServerInterceptor
 
 
 def check_token_strength(token: str) -> None:
@@ -81,7 +73,7 @@ def _refusal(refuse: Callable[[Ctx], WshError]) -> Handler:
     return grpc.stream_stream_rpc_method_handler(behaviour)
 
 
-class TokenAuth(_Interceptor):
+class TokenAuth(Interceptor):
     """Requires ``authorization: Bearer <token>``, compared in constant time.
 
     A call with the right token always proceeds. A peer (IP address) that

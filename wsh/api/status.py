@@ -110,10 +110,10 @@ def streaming(
 # The stubs make these generic; at run time they are plain classes.
 if TYPE_CHECKING:
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
+    Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
 else:
     Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.aio.ServerInterceptor
+    Interceptor = grpc.aio.ServerInterceptor
 
 
 class _Malformed:
@@ -219,7 +219,7 @@ def _guard_bodies(method: str, handler: Handler, on_call: Callable[[Ctx], None] 
     )
 
 
-class RequestGuard(_Interceptor):
+class RequestGuard(Interceptor):
     """Turns request bodies that do not parse into INVALID_ARGUMENT, for every method."""
 
     def __init__(self, on_call: Callable[[Ctx], None] | None = None) -> None:

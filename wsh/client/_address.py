@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -78,23 +77,3 @@ def credentials(
         private_key=_read(client_key),
         certificate_chain=_read(client_cert),
     )
-
-
-class PrefixedChannel:
-    """What the generated stub sees of a channel: method paths get the address's prefix.
-
-    The stub asks its channel for one callable per RPC at a fixed path
-    (``/wsh.v1.HubService/...``); a server behind a reverse proxy is reached at
-    ``/prefix/wsh.v1.HubService/...``. HubService has only unary-unary and
-    unary-stream RPCs, so those are the two the stub asks for.
-    """
-
-    def __init__(self, channel: grpc.Channel | grpc.aio.Channel, prefix: str) -> None:
-        self._channel = channel
-        self._prefix = prefix
-
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_unary(self._prefix + method, *args, **kwargs)
-
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_stream(self._prefix + method, *args, **kwargs)

@@ -14,7 +14,8 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
-from wsh.client._address import CHANNEL_OPTIONS, PrefixedChannel
+from wsh.channels import PrefixedChannel
+from wsh.client._address import CHANNEL_OPTIONS
 from wsh.client._errors import WshRpcError, error_from_status
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 

@@ -11,7 +11,8 @@ from typing import TypeAlias, cast
 import grpc
 from grpc_status import rpc_status
 
-from wsh.client._address import CHANNEL_OPTIONS, PrefixedChannel
+from wsh.channels import PrefixedChannel
+from wsh.client._address import CHANNEL_OPTIONS
 from wsh.client._errors import WshRpcError, error_from_status
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 

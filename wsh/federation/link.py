@@ -21,6 +21,7 @@ from typing import Any, cast
 import grpc
 
 from wsh import convert
+from wsh.channels import PrefixedChannel
 from wsh.defaults import LINK_HANDSHAKE_TIMEOUT_S, MAX_MESSAGE_BYTES
 from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
@@ -119,30 +120,6 @@ class _LinkBroken(Exception):
     pass
 
 
-class _PrefixedChannel:
-    """Puts a reverse-proxy path prefix in front of every method path.
-
-    Generated stubs ask the channel for ``/wsh.v1.HubService/X``; behind a
-    proxy at ``https://proxy/node-1`` that must become ``/node-1/wsh.v1...``.
-    """
-
-    def __init__(self, channel: grpc.aio.Channel, prefix: str) -> None:
-        self._channel = channel
-        self._prefix = prefix
-
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_unary(self._prefix + method, *args, **kwargs)
-
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_stream(self._prefix + method, *args, **kwargs)
-
-    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_unary(self._prefix + method, *args, **kwargs)
-
-    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_stream(self._prefix + method, *args, **kwargs)
-
-
 def describe_rpc_error(err: grpc.aio.AioRpcError, token: str | None = None) -> str:
     """A failed call to a backend as one printable line, without ``token``.
 
@@ -190,7 +167,7 @@ class BackendLink:
             )
         else:
             self._channel = grpc.aio.insecure_channel(address.grpc_target, options=CHANNEL_OPTIONS)
-        routed = cast(grpc.aio.Channel, _PrefixedChannel(self._channel, address.path_prefix))
+        routed = cast(grpc.aio.Channel, PrefixedChannel(self._channel, address.path_prefix))
         self.hub = hub_pb2_grpc.HubServiceStub(routed)
         self._link = backend_pb2_grpc.BackendServiceStub(routed)
         self._task: asyncio.Task[None] | None = None

@@ -283,23 +283,16 @@ class Federation:
         await self._recheck_ip_access({e.address for e in diff.updated}, result)
         for entry in diff.updated:
             await self._drop(self.registry.find(address=entry.address))
-            try:
-                await self._admit(
-                    entry.address, own_tokens.get(entry.address), owned.get(entry.address)
-                )
-            except WshError as err:
-                result.warnings.append(f"{entry.address}: {err.message}")
-                continue
-            result.updated.append(entry.address)
-        for entry in diff.added:
-            try:
-                await self._admit(
-                    entry.address, own_tokens.get(entry.address), owned.get(entry.address)
-                )
-            except WshError as err:
-                result.warnings.append(f"{entry.address}: {err.message}")
-                continue
-            result.added.append(entry.address)
+        for entries, done in ((diff.updated, result.updated), (diff.added, result.added)):
+            for entry in entries:
+                try:
+                    await self._admit(
+                        entry.address, own_tokens.get(entry.address), owned.get(entry.address)
+                    )
+                except WshError as err:
+                    result.warnings.append(f"{entry.address}: {err.message}")
+                    continue
+                done.append(entry.address)
         return result
 
     def _reown(self, owned: dict[str, str | None], result: ReloadResult) -> None:

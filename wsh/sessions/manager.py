@@ -131,6 +131,17 @@ class SessionManager:
             if name not in self._sessions:
                 return name
 
+    def _check_free(self, name: str) -> None:
+        """A valid name no session here has."""
+        check_session_name(name)
+        if name in self._sessions:
+            raise WshError(
+                Kind.ALREADY_EXISTS,
+                "SESSION_NAME_TAKEN",
+                f"A session named {name!r} already exists.",
+                {"session": name},
+            )
+
     def create(
         self,
         *,
@@ -144,14 +155,7 @@ class SessionManager:
     ) -> Session:
         """Start a process on a new PTY and register it under ``name``."""
         if name:
-            check_session_name(name)
-            if name in self._sessions:
-                raise WshError(
-                    Kind.ALREADY_EXISTS,
-                    "SESSION_NAME_TAKEN",
-                    f"A session named {name!r} already exists.",
-                    {"session": name},
-                )
+            self._check_free(name)
         tag_set = check_tag_count(frozenset(check_tags(list(tags))))
         if len(self._sessions) >= self.max_sessions:
             raise WshError(
@@ -215,15 +219,7 @@ class SessionManager:
         tags = check_tag_count((session.tags | add) - remove)
         renaming = bool(new_name) and new_name != name
         if renaming:
-            check_session_name(new_name)
-            if new_name in self._sessions:
-                raise WshError(
-                    Kind.ALREADY_EXISTS,
-                    "SESSION_NAME_TAKEN",
-                    f"A session named {new_name!r} already exists.",
-                    {"session": new_name},
-                )
-        if renaming:
+            self._check_free(new_name)
             del self._sessions[name]
             session.name = new_name
             self._sessions[new_name] = session
