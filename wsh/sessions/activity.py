@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from wsh.errors import WshError
+from wsh.terminal.foreground import Foreground, Readiness
+
+# READY waits inspect the foreground once output has paused this long. The
+# inspection itself proves the screen complete (see PtyProcess.foreground),
+# so this only spares inspections inside a burst: bash's echo, output and
+# prompt for `echo x` came in 3 reads 0.05-0.3 ms apart here.
+READY_SETTLE_S = 0.002
+# While the foreground is busy without output (a `sleep`, a compiler), the
+# wait looks again after this, doubling up to the maximum; any output looks
+# at once. The re-check of an unchanged busy process is one /proc read.
+RECHECK_MIN_S = 0.01
+RECHECK_MAX_S = 0.2
+
+Probe = Callable[[Foreground | None], Foreground]
 
 
 class Activity:
@@ -80,6 +95,18 @@ class Activity:
             handle.cancel()
             self._sleepers.discard(fut)
 
+    async def _touch_or_sleep(self, delay: float) -> None:
+        """Wait for the next activity or ``delay``, whichever comes first."""
+        self._raise_if_closed()
+        fut: asyncio.Future[None] = self._loop.create_future()
+        handle = self._loop.call_later(delay, _resolve, fut)
+        self._touch_waiters.add(fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._touch_waiters.discard(fut)
+
     def _raise_if_closed(self) -> None:
         if self._closed is not None:
             raise self._closed
@@ -110,3 +137,52 @@ class Activity:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+async def wait_ready(
+    activity: Activity,
+    probe: Probe,
+    timeout_ms: int,
+    last_generation: int | None,
+    fresh: bool,
+) -> tuple[int, Foreground | None]:
+    """Return (generation, foreground) once the foreground waits for input.
+
+    The foreground is inspected with ``probe`` only here, only after output
+    paused for ``READY_SETTLE_S`` with nothing left to emulate, and again
+    on the next pause or, while it stays busy without output, after
+    ``RECHECK_MIN_S`` doubling to ``RECHECK_MAX_S``. Where the kernel cannot
+    tell (UNKNOWN), ``timeout_ms`` of quiet settles it as a quiet wait
+    would, and the UNKNOWN answer says so. ``last_generation`` and
+    ``fresh`` mean what they mean for :meth:`Activity.wait_idle`; ``fresh``
+    counts quiet and readiness from the call on. An exited session answers
+    at once, with no foreground (None).
+    """
+    timeout = timeout_ms / 1000
+    start = time.monotonic()
+    if not fresh and last_generation == activity.generation and not activity.final:
+        await activity._next_touch()
+    delay = RECHECK_MIN_S
+    before: Foreground | None = None
+    while True:
+        if activity.final:
+            return activity.generation, None
+        quiet_since = activity.last_activity if not fresh else max(activity.last_activity, start)
+        wait = quiet_since + READY_SETTLE_S - time.monotonic()
+        if wait > 0 or activity.busy:
+            await activity._sleep(max(wait, READY_SETTLE_S))
+            continue
+        generation = activity.generation
+        state = probe(before)
+        if state.ready:
+            return generation, state
+        quiet_left = quiet_since + timeout - time.monotonic()
+        if state.readiness is Readiness.UNKNOWN and quiet_left <= 0:
+            return generation, state
+        before = state if state.readiness is Readiness.BUSY else None
+        pause = delay if state.readiness is Readiness.BUSY else min(delay, quiet_left)
+        await activity._touch_or_sleep(pause)
+        if activity.generation != generation:
+            delay, before = RECHECK_MIN_S, None
+        else:
+            delay = min(delay * 2, RECHECK_MAX_S)

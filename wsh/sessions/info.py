@@ -28,3 +28,7 @@ class SessionInfo:
     created_at: float  # Unix time, seconds
     last_activity_ms: int
     cwd: str
+    # Whether the foreground process group waited for input on the terminal
+    # when last inspected, and its command name ("" if unknown or exited).
+    ready: bool = False
+    foreground: str = ""

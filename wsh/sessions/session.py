@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from wsh import defaults
 from wsh.errors import Kind, WshError, session_not_found
-from wsh.sessions.activity import Activity
+from wsh.sessions.activity import Activity, wait_ready
 from wsh.sessions.info import SessionInfo, SessionState
+from wsh.terminal.foreground import Foreground
 from wsh.terminal.process import PtyProcess, SpawnSpec
 from wsh.terminal.screen import ScreenView, ScrollbackPage, TerminalScreen
 
@@ -20,6 +21,13 @@ from wsh.terminal.screen import ScreenView, ScrollbackPage, TerminalScreen
 # work. Some sequences cost a whole screen each (ESC#8 fills 1000x1000 cells
 # in 9.7 ms), so a 64 KiB read took seconds in one go.
 FEED_TURN_S = 0.005
+# How long a listing may show an inspected foreground: a second while the
+# session was active lately (programs start and end around output), half a
+# minute once it has been quiet, so that listing or heartbeating a thousand
+# quiet sessions inspects about 33 of them a second, not all.
+FOREGROUND_FRESH_S = 1.0
+FOREGROUND_QUIET_S = 30.0
+RECENT_ACTIVITY_S = 10.0
 
 
 class Feeder:
@@ -99,6 +107,8 @@ class Session:
         self._feeder = Feeder.of(asyncio.get_running_loop())
         self._backlog = False  # output waits in the feeder's queue
         self._on_exit: Callable[[Session], None] | None = None
+        # The last inspection of the foreground, with its monotonic time.
+        self._foreground: tuple[Foreground, float] | None = None
         self.process = PtyProcess(spec, self._output, lambda _code: self._exited(on_exit))
 
     def _exited(self, on_exit: Callable[[Session], None]) -> None:
@@ -143,7 +153,27 @@ class Session:
     def state(self) -> SessionState:
         return SessionState.RUNNING if self.process.running else SessionState.EXITED
 
+    def inspect(self, before: Foreground | None = None) -> Foreground:
+        """Inspect the foreground now (see ``PtyProcess.foreground``)."""
+        state = self.process.foreground(before)
+        self._foreground = (state, time.monotonic())
+        return state
+
+    def foreground(self) -> Foreground | None:
+        """The foreground as a listing shows it, inspected again only when
+        the last inspection is older than the bounds above; None once exited."""
+        if not self.process.running:
+            return None
+        now = time.monotonic()
+        if self._foreground is not None:
+            state, at = self._foreground
+            recent = now - self.activity.last_activity < RECENT_ACTIVITY_S
+            if now - at < (FOREGROUND_FRESH_S if recent else FOREGROUND_QUIET_S):
+                return state
+        return self.inspect()
+
     def info(self, server: str) -> SessionInfo:
+        foreground = self.foreground()
         return SessionInfo(
             name=self.name,
             server=server,
@@ -158,6 +188,8 @@ class Session:
             created_at=self.created_at,
             last_activity_ms=self.activity.idle_ms(),
             cwd=self.cwd,
+            ready=foreground is not None and foreground.ready,
+            foreground=foreground.name if foreground is not None else "",
         )
 
     def send(self, data: bytes) -> int:
@@ -190,6 +222,12 @@ class Session:
 
     async def wait_idle(self, timeout_ms: int, last_generation: int | None, fresh: bool) -> int:
         return await self.activity.wait_idle(timeout_ms, last_generation, fresh)
+
+    async def wait_ready(
+        self, timeout_ms: int, last_generation: int | None, fresh: bool
+    ) -> tuple[int, Foreground | None]:
+        """Wait until the foreground waits for input (see ``activity.wait_ready``)."""
+        return await wait_ready(self.activity, self.inspect, timeout_ms, last_generation, fresh)
 
     async def close(self) -> None:
         """Fail waits on this session, end its process group and free the PTY."""

@@ -60,8 +60,9 @@ class Heartbeat(_message.Message):
     """seq of the last heartbeat received from the peer, 0 if none."""
     @_builtins.property
     def activity(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionActivity]:
-        """From a backend: the sessions whose generation changed since its last
-        heartbeat, so that the hub can list them without asking.
+        """From a backend: the sessions whose generation, readiness or foreground
+        changed since its last heartbeat, so that the hub can list them
+        without asking.
         """
 
     def __init__(
@@ -88,19 +89,26 @@ class SessionActivity(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_MS_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    FOREGROUND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     generation: _builtins.int
     last_activity_ms: _builtins.int
+    ready: _builtins.bool
+    """As Session.ready and Session.foreground."""
+    foreground: _builtins.str
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         generation: _builtins.int = ...,
         last_activity_ms: _builtins.int = ...,
+        ready: _builtins.bool = ...,
+        foreground: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "last_activity_ms", b"last_activity_ms", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["foreground", b"foreground", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "name", b"name", "ready", b"ready"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,6 +22,44 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _IdleMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IdleModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IdleMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IDLE_MODE_UNSPECIFIED: _IdleMode.ValueType  # 0
+    """Means QUIET."""
+    IDLE_MODE_QUIET: _IdleMode.ValueType  # 1
+    """No output or input for timeout_ms."""
+    IDLE_MODE_READY: _IdleMode.ValueType  # 2
+    """Every process of the terminal's foreground process group is blocked
+    waiting for input on the session's terminal, and all its output is on
+    the screen. The server inspects /proc only while a READY wait is open
+    and output has paused (2 ms). A program busy without output (a
+    compiler, `sleep`, a network wait) is never READY. Where the kernel
+    cannot tell (no /proc, another PID namespace), timeout_ms of quiet
+    settles the session instead and Idle.ready_unknown says so.
+    """
+
+class IdleMode(_IdleMode, metaclass=_IdleModeEnumTypeWrapper):
+    """When a session counts as settled."""
+
+IDLE_MODE_UNSPECIFIED: IdleMode.ValueType  # 0
+"""Means QUIET."""
+IDLE_MODE_QUIET: IdleMode.ValueType  # 1
+"""No output or input for timeout_ms."""
+IDLE_MODE_READY: IdleMode.ValueType  # 2
+"""Every process of the terminal's foreground process group is blocked
+waiting for input on the session's terminal, and all its output is on
+the screen. The server inspects /proc only while a READY wait is open
+and output has paused (2 ms). A program busy without output (a
+compiler, `sleep`, a network wait) is never READY. Where the kernel
+cannot tell (no /proc, another PID namespace), timeout_ms of quiet
+settles the session instead and Idle.ready_unknown says so.
+"""
+Global___IdleMode: _TypeAlias = IdleMode  # noqa: Y015
+
 class _ServerHealth:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -578,10 +616,13 @@ class AwaitIdleRequest(_message.Message):
     LAST_GENERATION_FIELD_NUMBER: _builtins.int
     FRESH_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     server: _builtins.str
     name: _builtins.str
     timeout_ms: _builtins.int
-    """Required quiet time, capped at 300000."""
+    """Required quiet time, capped at 300000. In READY mode: the quiet time of
+    the fallback, used only where readiness cannot be told.
+    """
     max_wait_ms: _builtins.int
     """Overall bound, default 30000, capped at 300000: DEADLINE_EXCEEDED past it."""
     last_generation: _builtins.int
@@ -590,8 +631,12 @@ class AwaitIdleRequest(_message.Message):
     screen and exit code, whatever last_generation and fresh say.
     """
     fresh: _builtins.bool
-    """Always observe a full timeout_ms of real silence."""
+    """Always observe a full timeout_ms of real silence (READY: inspect the
+    foreground after the call began).
+    """
     format: _types_pb2.ScreenFormat.ValueType
+    mode: Global___IdleMode.ValueType
+    """UNSPECIFIED means QUIET."""
     def __init__(
         self,
         *,
@@ -602,10 +647,11 @@ class AwaitIdleRequest(_message.Message):
         last_generation: _builtins.int | None = ...,
         fresh: _builtins.bool = ...,
         format: _types_pb2.ScreenFormat.ValueType = ...,
+        mode: Global___IdleMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "last_generation", b"last_generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "max_wait_ms", b"max_wait_ms", "name", b"name", "server", b"server", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "name", b"name", "server", b"server", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__last_generation: _TypeAlias = _typing.Literal["last_generation"]  # noqa: Y015
     _WhichOneofArgType__last_generation: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation"]  # noqa: Y015
@@ -646,6 +692,7 @@ class RaceIdleRequest(_message.Message):
     LAST_GENERATION_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     FRESH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     server: _builtins.str
     """Filter: empty means every healthy server."""
     timeout_ms: _builtins.int
@@ -663,6 +710,8 @@ class RaceIdleRequest(_message.Message):
     last_generation: _builtins.int
     format: _types_pb2.ScreenFormat.ValueType
     fresh: _builtins.bool
+    mode: Global___IdleMode.ValueType
+    """As in AwaitIdleRequest; backends decide for their own sessions."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Sessions having ANY of these tags; empty means all."""
@@ -679,10 +728,11 @@ class RaceIdleRequest(_message.Message):
         last_generation: _builtins.int | None = ...,
         format: _types_pb2.ScreenFormat.ValueType = ...,
         fresh: _builtins.bool = ...,
+        mode: Global___IdleMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "last_generation", b"last_generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_wait_ms", b"max_wait_ms", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__last_generation: _TypeAlias = _typing.Literal["last_generation"]  # noqa: Y015
     _WhichOneofArgType__last_generation: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation"]  # noqa: Y015

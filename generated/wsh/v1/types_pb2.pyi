@@ -89,6 +89,8 @@ class Session(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_MS_FIELD_NUMBER: _builtins.int
     CWD_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    FOREGROUND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique on its server: 1-64 bytes of Unicode letters, digits, '-', '_', '.'."""
     server: _builtins.str
@@ -108,6 +110,15 @@ class Session(_message.Message):
     """Milliseconds since the last output or input."""
     cwd: _builtins.str
     """Working directory the process started in."""
+    ready: _builtins.bool
+    """Whether the foreground process group waited for input on the terminal
+    when last inspected (at most 1 s ago for a session active in the last
+    10 s, else 30 s; on a hub, as of the backend's last heartbeat).
+    """
+    foreground: _builtins.str
+    """Command name of the foreground process ("bash", "vim", "python3"), as
+    inspected with ready; empty if it cannot be told or the session exited.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Sorted ascending, no duplicates."""
@@ -130,10 +141,12 @@ class Session(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         last_activity_ms: _builtins.int = ...,
         cwd: _builtins.str = ...,
+        ready: _builtins.bool = ...,
+        foreground: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "created_at", b"created_at", "exit_code", b"exit_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cols", b"cols", "command", b"command", "created_at", b"created_at", "cwd", b"cwd", "exit_code", b"exit_code", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "name", b"name", "pid", b"pid", "rows", b"rows", "server", b"server", "state", b"state", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cols", b"cols", "command", b"command", "created_at", b"created_at", "cwd", b"cwd", "exit_code", b"exit_code", "foreground", b"foreground", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "name", b"name", "pid", b"pid", "ready", b"ready", "rows", b"rows", "server", b"server", "state", b"state", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
@@ -345,6 +358,9 @@ class Idle(_message.Message):
     SCROLLBACK_LINES_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_MS_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    FOREGROUND_FIELD_NUMBER: _builtins.int
+    READY_UNKNOWN_FIELD_NUMBER: _builtins.int
     session: _builtins.str
     """Name of the session."""
     server: _builtins.str
@@ -358,6 +374,20 @@ class Idle(_message.Message):
     """Set once the process has exited (the session can never change again).
     Negative: killed by that signal.
     """
+    ready: _builtins.bool
+    """Whether every process of the foreground group was blocked waiting for
+    input on the terminal when it settled (see IDLE_MODE_READY), in every
+    mode.
+    """
+    foreground: _builtins.str
+    """Command name of the foreground process ("bash", "vim", "python3");
+    empty if it cannot be told or the process exited.
+    """
+    ready_unknown: _builtins.bool
+    """The server could not inspect the foreground (no /proc, another PID
+    namespace): ready is false, and a READY wait settled on timeout_ms of
+    quiet instead.
+    """
     @_builtins.property
     def screen(self) -> Global___Screen: ...
     def __init__(
@@ -370,10 +400,13 @@ class Idle(_message.Message):
         scrollback_lines: _builtins.int = ...,
         last_activity_ms: _builtins.int = ...,
         exit_code: _builtins.int | None = ...,
+        ready: _builtins.bool = ...,
+        foreground: _builtins.str = ...,
+        ready_unknown: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "screen", b"screen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "screen", b"screen", "scrollback_lines", b"scrollback_lines", "server", b"server", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "foreground", b"foreground", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "ready", b"ready", "ready_unknown", b"ready_unknown", "screen", b"screen", "scrollback_lines", b"scrollback_lines", "server", b"server", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

@@ -1,0 +1,326 @@
+"""Whether a terminal's foreground program waits for input, from /proc.
+
+The kernel knows what each process is blocked in: ``/proc/PID/syscall``
+gives the number and arguments of the system call a sleeping task sits in,
+``/proc/PID/fd/N`` what a descriptor is. A program waits for its user when
+every process of the terminal's foreground process group is either blocked
+reading the terminal or waiting for a member of the group:
+
+- ``read`` (and ``readv``/``pread64``) on a descriptor that is the session's
+  terminal (``/dev/pts/N`` or ``/dev/tty``): ``cat``, ``input()``, ``less``.
+- ``select``/``pselect6`` whose descriptor range covers a terminal
+  descriptor, and ``poll``/``ppoll`` by a process that has the terminal
+  open: a shell at its prompt, vi. The descriptor sets of poll and select
+  live in the process's memory, which cannot be read cheaply, so a program
+  that polls only a socket while holding the terminal open counts as
+  waiting for the terminal: the heuristic's known limit.
+- ``epoll_wait``/``epoll_pwait``/``epoll_pwait2`` on an epoll whose interest
+  list (``/proc/PID/fdinfo/EPFD``, ``tfd:`` lines) holds a terminal
+  descriptor: node, most event loops.
+- Neutral, never enough alone: ``wait4``/``waitid`` (a shell running a
+  command), a read on a pipe (the rest of a pipeline), a zombie.
+
+Anything else is busy: running or in disk sleep, a ``nanosleep``, an
+``accept``, a read from a socket (``nc -l``), a stopped job. A process with
+threads waits when one of them waits on the terminal and none runs; its
+other threads may sleep in anything (locks, timers, their own event loops),
+so a threaded program whose main thread sleeps in ``accept`` while another
+polls the terminal counts as waiting: a second known limit.
+
+Where the kernel cannot tell (no /proc, ``syscall`` unreadable or unknown
+for this machine's architecture, a foreground group in another PID
+namespace, more processes than the bound), the answer is UNKNOWN and the
+caller falls back to quiet time.
+
+Cost, measured on this machine: a shell at its prompt 45 µs, ``sh -c cat``
+(two processes) 90 µs; each further process about 40 µs.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import platform
+from dataclasses import dataclass
+
+# Processes of one foreground group looked at before giving up (UNKNOWN):
+# bounds the cost of one inspection whatever runs in the session.
+MAX_PROCESSES = 64
+# Longest command name passed on; the kernel's own limit is 15 bytes.
+MAX_NAME = 64
+
+
+class Readiness(enum.Enum):
+    READY = "ready"  # every process of the foreground waits for the terminal
+    BUSY = "busy"  # some process does something else, or nothing reads the terminal
+    UNKNOWN = "unknown"  # the kernel cannot tell
+
+
+@dataclass(frozen=True, slots=True)
+class Foreground:
+    """What the foreground process group of a terminal is doing."""
+
+    readiness: Readiness
+    # Command name of the foreground process ("bash", "vim", "python3"); empty if unknown.
+    name: str = ""
+    # When BUSY: the group and one busy process in it, with what its
+    # /proc/PID/syscall said, so that a re-check can start with it alone.
+    pgrp: int = 0
+    blocker: int = 0
+    blocker_call: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness is Readiness.READY
+
+
+UNKNOWN = Foreground(Readiness.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class _Syscalls:
+    read: frozenset[int]
+    select: frozenset[int]  # arg0 is nfds
+    poll: frozenset[int]
+    epoll: frozenset[int]  # arg0 is the epoll descriptor
+    wait: frozenset[int]
+
+
+# From the kernel's syscall tables (arch/x86/entry/syscalls/syscall_64.tbl,
+# include/uapi/asm-generic/unistd.h for arm64).
+_SYSCALLS = {
+    "x86_64": _Syscalls(
+        read=frozenset({0, 17, 19}),  # read, pread64, readv
+        select=frozenset({23, 270}),  # select, pselect6
+        poll=frozenset({7, 271}),  # poll, ppoll
+        epoll=frozenset({232, 281, 441}),  # epoll_wait, epoll_pwait, epoll_pwait2
+        wait=frozenset({61, 247}),  # wait4, waitid
+    ),
+    "aarch64": _Syscalls(
+        read=frozenset({63, 67, 65}),  # read, pread64, readv
+        select=frozenset({72}),  # pselect6
+        poll=frozenset({73}),  # ppoll
+        epoll=frozenset({22, 441}),  # epoll_pwait, epoll_pwait2
+        wait=frozenset({260, 95}),  # wait4, waitid
+    ),
+}
+
+
+_MACHINE = platform.machine()
+
+
+class _Unknown(Exception):
+    """The kernel cannot tell: the inspection gives up."""
+
+
+class _Kind(enum.IntEnum):
+    # Ordered: a group's verdict is the greatest of its members'.
+    NEUTRAL = 0
+    TERMINAL = 1
+    BUSY = 2
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError as exc:
+        raise _Unknown(path) from exc
+
+
+def _stat(pid: int) -> tuple[str, str, int, int]:
+    """(command name, state, process group, thread count) of ``pid``."""
+    text = _read(f"/proc/{pid}/stat")
+    # The name is in parentheses and may hold anything, ')' included.
+    open_at, close_at = text.find("("), text.rfind(")")
+    fields = text[close_at + 2 :].split()
+    if open_at < 0 or len(fields) < 18:
+        raise _Unknown(pid)
+    return text[open_at + 1 : close_at], fields[0], int(fields[2]), int(fields[17])
+
+
+class _Inspector:
+    """One inspection of one terminal's foreground group."""
+
+    def __init__(self, tty: str, syscalls: _Syscalls) -> None:
+        self._ttys = (tty, "/dev/tty")
+        self._sys = syscalls
+
+    def _is_tty(self, pid: int, fd: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{pid}/fd/{fd}") in self._ttys
+        except OSError:
+            return False
+
+    def _tty_fds(self, pid: int) -> list[int]:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError as exc:
+            raise _Unknown(pid) from exc
+        return [int(fd) for fd in fds if self._is_tty(pid, int(fd))]
+
+    def _epoll_watches_tty(self, pid: int, epfd: int) -> bool:
+        tty_fds = set(self._tty_fds(pid))
+        for line in _read(f"/proc/{pid}/fdinfo/{epfd}").splitlines():
+            if line.startswith("tfd:"):
+                parts = line.split()
+                if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) in tty_fds:
+                    return True
+        return False
+
+    def _task(self, pid: int, tid: int, other: _Kind) -> _Kind:
+        """What one thread of ``pid`` is doing; ``other`` for a wait that
+        is neither on the terminal nor for a child."""
+        base = f"/proc/{pid}/task/{tid}"
+        state = _stat_state(_read(f"{base}/stat"))
+        if state == "Z":
+            return _Kind.NEUTRAL
+        if state not in ("S", "I"):
+            return _Kind.BUSY  # running, disk sleep, stopped, traced
+        words = _read(f"{base}/syscall").split()
+        if not words or not words[0].lstrip("-").isdigit():
+            # "running": it woke between the two reads.
+            return _Kind.BUSY
+        number = int(words[0])
+        if number < 0:
+            return _Kind.BUSY  # blocked in the kernel outside any system call
+        args = [int(w, 16) for w in words[1:3]] if len(words) >= 3 else []
+        sys = self._sys
+        if number in sys.wait:
+            return _Kind.NEUTRAL
+        if number in sys.read and args:
+            if self._is_tty(pid, args[0]):
+                return _Kind.TERMINAL
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{args[0]}")
+            except OSError:
+                return _Kind.BUSY
+            return _Kind.NEUTRAL if target.startswith("pipe:") else other
+        if number in sys.select and args:
+            nfds = args[0]
+            return _Kind.TERMINAL if any(fd < nfds for fd in self._tty_fds(pid)) else other
+        if number in sys.poll:
+            return _Kind.TERMINAL if self._tty_fds(pid) else other
+        if number in sys.epoll and args:
+            return _Kind.TERMINAL if self._epoll_watches_tty(pid, args[0]) else other
+        return other
+
+    def process(self, pid: int, threads: int) -> _Kind:
+        if threads <= 1:
+            return self._task(pid, pid, _Kind.BUSY)
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError as exc:
+            raise _Unknown(pid) from exc
+        if len(tids) > MAX_PROCESSES:
+            raise _Unknown(pid)
+        # Helper threads sleep in locks, timers and their own event loops
+        # (node: one in epoll on its own descriptors, four on futexes; vim:
+        # one in rt_sigtimedwait): a sleeping thread is not busy, a running
+        # one is, and some thread must wait on the terminal.
+        kinds = [self._task(pid, tid, _Kind.NEUTRAL) for tid in tids]
+        if _Kind.BUSY in kinds:
+            return _Kind.BUSY
+        return _Kind.TERMINAL if _Kind.TERMINAL in kinds else _Kind.BUSY
+
+
+def _stat_state(text: str) -> str:
+    fields = text[text.rfind(")") + 2 :].split()
+    if not fields:
+        raise _Unknown(text)
+    return fields[0]
+
+
+def still_busy(before: Foreground, pgrp: int) -> bool:
+    """Whether the busy process found by the inspection that gave ``before``
+    is still in the same place (same group in front, same system call, or
+    still running): then the group is still busy, for one read instead of
+    a whole inspection (20 µs instead of 100-300 µs here)."""
+    if not before.blocker or before.pgrp != pgrp:
+        return False
+    try:
+        with open(f"/proc/{before.blocker}/syscall", encoding="ascii") as f:
+            now = f.read().split(maxsplit=1)
+    except OSError:
+        return False
+    return bool(now) and now[0] == before.blocker_call
+
+
+def _call(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/syscall", encoding="ascii") as f:
+            words = f.read().split(maxsplit=1)
+    except OSError:
+        return ""
+    return words[0] if words else ""
+
+
+def _children(pid: int) -> list[int]:
+    # The main thread's list covers children forked by any thread for the
+    # programs a terminal runs; threads' own lists are read only for them.
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def inspect(leader: int, pgrp: int, tty: str) -> Foreground:
+    """Whether the foreground group ``pgrp`` of terminal ``tty`` waits for input.
+
+    Members are found among ``leader``'s descendants (the session's
+    processes); a group id of 0 or below means the group is not visible from
+    here (another PID namespace) and the answer is UNKNOWN.
+    """
+    syscalls = _SYSCALLS.get(_MACHINE)
+    if syscalls is None or pgrp <= 0:
+        return UNKNOWN
+    inspector = _Inspector(tty, syscalls)
+    try:
+        verdict = _Kind.NEUTRAL
+        reader = busy = leader_name = ""
+        blocker = seen = members = 0
+        todo = [leader]
+        while todo:
+            pid = todo.pop()
+            seen += 1
+            if seen > MAX_PROCESSES:
+                raise _Unknown(pid)
+            try:
+                name, _state, group, threads = _stat(pid)
+            except _Unknown:
+                if not os.path.exists(f"/proc/{pid}"):
+                    continue  # exited while we looked
+                raise
+            todo.extend(_children(pid))
+            if group != pgrp:
+                continue
+            members += 1
+            kind = inspector.process(pid, threads)
+            verdict = max(verdict, kind)
+            if pid == pgrp:
+                leader_name = name
+            if kind is _Kind.TERMINAL and not reader:
+                reader = name
+            elif kind is _Kind.BUSY and not busy:
+                busy, blocker = name, pid
+        if not members:
+            # A group outside the session's tree (reparented, or in
+            # another PID namespace): nothing here can tell.
+            return UNKNOWN
+        if verdict is _Kind.TERMINAL:
+            return Foreground(Readiness.READY, _clean(reader))
+        call = _call(blocker) if blocker else ""
+        return Foreground(
+            Readiness.BUSY,
+            _clean(busy or leader_name),
+            pgrp=pgrp,
+            blocker=blocker if call else 0,
+            blocker_call=call,
+        )
+    except (_Unknown, ValueError):
+        return UNKNOWN
+
+
+def _clean(name: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in name[:MAX_NAME])
