@@ -8,13 +8,18 @@ from google.protobuf import timestamp_pb2
 
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.terminal.screen import Color, ScreenView, Span, StyledLine
-from wsh.v1 import types_pb2
+from wsh.v1 import hub_pb2, types_pb2
 
 _STATE_TO_PB = {
     SessionState.RUNNING: types_pb2.SESSION_STATE_RUNNING,
     SessionState.EXITED: types_pb2.SESSION_STATE_EXITED,
 }
 _STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+def is_ready(mode: int) -> bool:
+    """UNSPECIFIED means QUIET, the behaviour from before modes existed."""
+    return mode == hub_pb2.IDLE_MODE_READY
 
 
 def is_styled(fmt: int) -> bool:
@@ -43,6 +48,8 @@ def session_to_pb(info: SessionInfo) -> types_pb2.Session:
         created_at=timestamp(info.created_at),
         last_activity_ms=info.last_activity_ms,
         cwd=info.cwd,
+        ready=info.ready,
+        foreground=info.foreground,
     )
     if info.exit_code is not None:
         pb.exit_code = info.exit_code
@@ -64,6 +71,8 @@ def session_from_pb(pb: types_pb2.Session) -> SessionInfo:
         created_at=pb.created_at.ToNanoseconds() / 1e9,
         last_activity_ms=pb.last_activity_ms,
         cwd=pb.cwd,
+        ready=pb.ready,
+        foreground=pb.foreground,
     )
 
 

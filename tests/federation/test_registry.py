@@ -115,11 +115,12 @@ def test_backend_inventory_upsert_rename_activity() -> None:
     assert list(be.sessions_matching(frozenset({"other"}))) == []
     be.upsert(info("b", "ci", generation=5), previous_name="a")
     assert set(be.sessions) == {"b"}
-    be.record_activity("b", 3, 0)  # older than what it has: ignored
+    be.record_activity("b", 3, 0, False, "")  # older than what it has: ignored
     assert be.sessions["b"].generation == 5
-    be.record_activity("b", 9, 50)
+    be.record_activity("b", 9, 50, True, "bash")
     assert be.sessions["b"].generation == 9
-    be.record_activity("ghost", 9, 0)  # never announced: ignored
+    assert (be.sessions["b"].ready, be.sessions["b"].foreground) == (True, "bash")
+    be.record_activity("ghost", 9, 0, False, "")  # never announced: ignored
     assert "ghost" not in be.sessions
 
 

@@ -11,6 +11,7 @@ from tests.sessions.test_manager import WAIT_S, exited
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.race import LocalRace
 from wsh.sessions.session import Session
+from wsh.terminal.foreground import Foreground
 
 QUIET_MS = 100
 
@@ -28,7 +29,9 @@ class Collector:
     def __init__(self) -> None:
         self.settles: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
 
-    def __call__(self, session: Session, generation: int) -> None:
+    def __call__(
+        self, session: Session, generation: int, foreground: Foreground | None = None
+    ) -> None:
         self.settles.put_nowait((session.name, generation))
 
     async def next(self) -> tuple[str, int]:

@@ -127,7 +127,8 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         push: Callable[[backend_pb2.LinkResponse | None], None],
     ) -> None:
         seq = 0
-        reported: dict[str, int] = {}  # session name -> generation last reported
+        # Session name -> (generation, ready, foreground) last reported.
+        reported: dict[str, tuple[int, bool, str]] = {}
         async for msg in requests:
             if msg.WhichOneof("message") == "heartbeat":
                 seq += 1
@@ -139,19 +140,31 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 push(backend_pb2.LinkResponse(heartbeat=ack))
         push(None)
 
-    def _activity_since(self, reported: dict[str, int]) -> list[backend_pb2.SessionActivity]:
-        """Sessions whose generation moved since the last heartbeat; updates ``reported``."""
+    def _activity_since(
+        self, reported: dict[str, tuple[int, bool, str]]
+    ) -> list[backend_pb2.SessionActivity]:
+        """Sessions whose generation or foreground changed since the last
+        heartbeat; updates ``reported``. The foreground comes from the
+        session's cached inspection (``Session.foreground``): a quiet
+        session is inspected again every 30 s, not on every heartbeat."""
         changed = []
-        current: dict[str, int] = {}
+        current: dict[str, tuple[int, bool, str]] = {}
         for session in self._sessions.matching():
-            generation = session.activity.generation
-            current[session.name] = generation
-            if reported.get(session.name) != generation:
+            foreground = session.foreground()
+            now = (
+                session.activity.generation,
+                foreground is not None and foreground.ready,
+                foreground.name if foreground is not None else "",
+            )
+            current[session.name] = now
+            if reported.get(session.name) != now:
                 changed.append(
                     backend_pb2.SessionActivity(
                         name=session.name,
-                        generation=generation,
+                        generation=now[0],
                         last_activity_ms=session.activity.idle_ms(),
+                        ready=now[1],
+                        foreground=now[2],
                     )
                 )
         reported.clear()

@@ -199,7 +199,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         session = self._sessions.resize(request.name, request.rows, request.cols)
         return hub_pb2.ResizeSessionResponse(session=self._session_pb(session))
 
-    @routed(routing.idle_answer, check=routing.check_format, forward=routing.forward_wait)
+    @routed(routing.idle_answer, check=routing.check_wait, forward=routing.forward_wait)
     async def AwaitIdle(
         self, request: hub_pb2.AwaitIdleRequest, context: Ctx
     ) -> hub_pb2.AwaitIdleResponse:
@@ -209,11 +209,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         try:
             with self._limits.hold(context.peer(), "AwaitIdle"):
                 async with asyncio.timeout(max_wait_s):
-                    generation = await session.wait_idle(timeout_ms, last, request.fresh)
+                    generation, foreground = await session.settle(
+                        convert.is_ready(request.mode), timeout_ms, last, request.fresh
+                    )
         except TimeoutError:
             raise idle_timeout_error(f"Session {session.name!r}", max_wait_s) from None
         idle = self._render.idle(
-            session, self.hostname, generation, convert.is_styled(request.format)
+            session, self.hostname, generation, convert.is_styled(request.format), foreground
         )
         return hub_pb2.AwaitIdleResponse(idle=idle)
 
@@ -221,7 +223,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def RaceIdle(
         self, request: hub_pb2.RaceIdleRequest, context: Ctx
     ) -> AsyncIterator[hub_pb2.RaceIdleResponse]:
-        routing.check_format(request)
+        routing.check_wait(request)
         check_tags(list(request.tags))
         if request.last_session:
             check_session_name(request.last_session)
@@ -234,8 +236,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             request,
             timeout_ms=timeout_ms,
             sessions=self._sessions,
-            render=lambda session, generation: self._render.idle(
-                session, self.hostname, generation, styled
+            render=lambda session, generation, foreground: self._render.idle(
+                session, self.hostname, generation, styled, foreground
             ),
             federation=self._federation,
             scope=(

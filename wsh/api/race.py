@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from wsh import defaults
+from wsh import convert, defaults
 from wsh.api import remote
 from wsh.errors import WshError
 from wsh.federation import sanitize
@@ -29,12 +29,13 @@ from wsh.sessions.info import SessionInfo, SessionState
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.race import LocalRace
 from wsh.sessions.session import Session
+from wsh.terminal.foreground import Foreground
 from wsh.text import quote
 from wsh.v1 import hub_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
-RenderIdle = Callable[[Session, int], types_pb2.Idle]
+RenderIdle = Callable[[Session, int, Foreground | None], types_pb2.Idle]
 
 # Bytes of settles waiting for the client past which backends' streams are
 # not read further (HTTP/2 flow control then holds the backends back): a
@@ -162,9 +163,12 @@ class ClusterRace:
             skip_here = request.last_server in ("", own)
             self._local = LocalRace(
                 sessions,
-                lambda session, generation: self._queue.put(render(session, generation)),
+                lambda session, generation, foreground: self._queue.put(
+                    render(session, generation, foreground)
+                ),
                 tags=self._tags,
                 timeout_ms=timeout_ms,
+                ready=convert.is_ready(request.mode),
                 fresh=request.fresh,
                 skip_name=request.last_session if skip_here else "",
                 skip_generation=request.last_generation
@@ -254,6 +258,8 @@ class ClusterRace:
             # ended on its own clock would only have to be reopened.
             max_wait_ms=defaults.MAX_WAIT_CAP_MS,
             format=req.format,
+            # The backend decides readiness for its own sessions.
+            mode=req.mode,
             # A reopened leg need not wait out a fresh window the race has
             # already observed since it began.
             fresh=req.fresh and time.monotonic() - self._started_at < self._timeout_ms / 1000,

@@ -10,6 +10,7 @@ from wsh import convert
 from wsh.federation.registry import Backend
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
+from wsh.terminal.foreground import Foreground, Readiness
 from wsh.terminal.screen import ScreenView, StyledLine
 from wsh.v1 import types_pb2
 
@@ -63,16 +64,28 @@ class ScreenRenderer:
         """The session's screen at ``generation``: shared, not to be changed."""
         return self._rendered(session, styled, generation).screen
 
-    def idle(self, session: Session, server: str, generation: int, styled: bool) -> types_pb2.Idle:
-        """The session's Idle at ``generation``: shared, not to be changed."""
+    def idle(
+        self,
+        session: Session,
+        server: str,
+        generation: int,
+        styled: bool,
+        foreground: Foreground | None,
+    ) -> types_pb2.Idle:
+        """The session's Idle at ``generation`` with ``foreground`` as found
+        when it settled (None: exited): shared, not to be changed."""
         rendered = self._rendered(session, styled, generation)
         idle = rendered.idle
         exit_code = session.process.exit_code
+        ready = foreground is not None and foreground.ready
+        name = foreground.name if foreground is not None else ""
+        unknown = foreground is not None and foreground.readiness is Readiness.UNKNOWN
         if (
             idle is None
             or idle.server != server
             or idle.HasField("exit_code") != (exit_code is not None)
             or (exit_code is not None and idle.exit_code != exit_code)
+            or (idle.ready, idle.foreground, idle.ready_unknown) != (ready, name, unknown)
         ):
             idle = rendered.idle = types_pb2.Idle(
                 session=session.name,
@@ -82,6 +95,9 @@ class ScreenRenderer:
                 scrollback_lines=rendered.screen.total_lines,
                 last_activity_ms=session.activity.idle_ms(),
                 exit_code=exit_code,
+                ready=ready,
+                foreground=name,
+                ready_unknown=unknown,
             )
         return idle
 

@@ -93,6 +93,21 @@ def check_format(request: Any) -> None:
         )
 
 
+def check_mode(request: Any) -> None:
+    if request.mode not in hub_pb2.IdleMode.values():
+        raise invalid(
+            "INVALID_MODE",
+            f"Unknown idle mode {request.mode}; use IDLE_MODE_QUIET or IDLE_MODE_READY.",
+            mode=str(request.mode),
+        )
+
+
+def check_wait(request: Any) -> None:
+    """The checks of AwaitIdle and RaceIdle: screen format and idle mode."""
+    check_format(request)
+    check_mode(request)
+
+
 def check_input(request: hub_pb2.SendInputRequest) -> None:
     if len(request.data) > defaults.MAX_INPUT_BYTES:
         raise invalid(

@@ -372,7 +372,13 @@ class BackendLink:
             # Names it never announced are ignored, not trusted.
             for entry in beat.activity:
                 sanitize.check_activity(entry.generation, entry.last_activity_ms, backend.hostname)
-                backend.record_activity(entry.name, entry.generation, entry.last_activity_ms)
+                backend.record_activity(
+                    entry.name,
+                    entry.generation,
+                    entry.last_activity_ms,
+                    entry.ready,
+                    sanitize.clean_foreground(entry.foreground),
+                )
         elif kind == "event":
             event = msg.event
             if event.HasField("upsert"):

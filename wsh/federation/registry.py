@@ -67,10 +67,14 @@ class Backend:
         self.sessions.clear()
         self.active_at.clear()
 
-    def record_activity(self, name: str, generation: int, idle_ms: int) -> None:
+    def record_activity(
+        self, name: str, generation: int, idle_ms: int, ready: bool, foreground: str
+    ) -> None:
         info = self.sessions.get(name)
         if info is not None and generation >= info.generation:
-            self.sessions[name] = dataclasses.replace(info, generation=generation)
+            self.sessions[name] = dataclasses.replace(
+                info, generation=generation, ready=ready, foreground=foreground
+            )
             self.active_at[name] = time.monotonic() - idle_ms / 1000
 
     def idle_ms(self, name: str, now: float) -> int:

@@ -28,6 +28,8 @@ from wsh.v1 import hub_pb2, types_pb2
 MAX_REMOTE_SESSIONS = 10_000
 MAX_TEXT_LEN = 4096
 MAX_VERSION_LEN = 64
+# A foreground command name: the kernel's own are 15 bytes.
+MAX_FOREGROUND_LEN = 64
 _SERVER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
@@ -121,7 +123,15 @@ def check_session(info: SessionInfo, backend_hostname: str) -> SessionInfo:
         command=info.command[:MAX_TEXT_LEN],
         cwd=info.cwd[:MAX_TEXT_LEN],
         exit_code=None if info.state is SessionState.RUNNING else info.exit_code,
+        foreground=clean_foreground(info.foreground),
     )
+
+
+def clean_foreground(name: str) -> str:
+    """A foreground command name a backend sent: any program can name itself
+    anything (``prctl(PR_SET_NAME)``), so it is capped and its non-printable
+    characters escaped, never refused."""
+    return printable(name, MAX_FOREGROUND_LEN)
 
 
 def check_activity(generation: int, idle_ms: int, backend_hostname: str) -> None:
@@ -217,6 +227,7 @@ def clean_idle(idle: types_pb2.Idle, hostname: str, name: str = "") -> types_pb2
     check_name(idle.session, hostname)
     clean_screen(idle.screen, hostname)
     idle.server = hostname
+    idle.foreground = clean_foreground(idle.foreground)
     return idle
 
 

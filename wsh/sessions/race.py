@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable
 from wsh.errors import WshError
 from wsh.sessions.manager import SessionEvent, SessionManager
 from wsh.sessions.session import Session
+from wsh.terminal.foreground import Foreground
 
-Sink = Callable[[Session, int], None]
+Sink = Callable[[Session, int, Foreground | None], None]
 
 
 class LocalRace:
-    """Watches sessions in scope and calls ``sink(session, generation)`` as each settles."""
+    """Watches sessions in scope and calls ``sink(session, generation,
+    foreground)`` as each settles (quiet, or READY with ``ready``)."""
 
     def __init__(
         self,
@@ -28,6 +30,7 @@ class LocalRace:
         *,
         tags: Iterable[str] = (),
         timeout_ms: int,
+        ready: bool = False,
         fresh: bool = False,
         skip_name: str = "",
         skip_generation: int | None = None,
@@ -36,6 +39,7 @@ class LocalRace:
         self._sink = sink
         self._tags = frozenset(tags)
         self._timeout_ms = timeout_ms
+        self._ready = ready
         self._fresh = fresh
         self._skip_name = skip_name
         self._skip_generation = skip_generation
@@ -95,12 +99,14 @@ class LocalRace:
         fresh = self._fresh
         try:
             while not self._done(session, last):
-                generation = await session.wait_idle(self._timeout_ms, last, fresh)
+                generation, foreground = await session.settle(
+                    self._ready, self._timeout_ms, last, fresh
+                )
                 # Once reported, a session must move on before it can be
                 # reported again; an exit alone does not move it.
                 if generation != last:
                     self._reported[session] = generation
-                    self._sink(session, generation)
+                    self._sink(session, generation, foreground)
                 last, fresh = generation, False
         except WshError:
             pass  # killed or expired: it leaves the race

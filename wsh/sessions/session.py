@@ -229,6 +229,17 @@ class Session:
         """Wait until the foreground waits for input (see ``activity.wait_ready``)."""
         return await wait_ready(self.activity, self.inspect, timeout_ms, last_generation, fresh)
 
+    async def settle(
+        self, ready: bool, timeout_ms: int, last_generation: int | None, fresh: bool
+    ) -> tuple[int, Foreground | None]:
+        """Wait for READY (``ready``) or quiet; return the generation and the
+        foreground found then (None once exited). A quiet wait inspects the
+        foreground once, as it settles, so that every Idle tells it."""
+        if ready:
+            return await self.wait_ready(timeout_ms, last_generation, fresh)
+        generation = await self.wait_idle(timeout_ms, last_generation, fresh)
+        return generation, self.inspect() if self.process.running else None
+
     async def close(self) -> None:
         """Fail waits on this session, end its process group and free the PTY."""
         self.activity.close(session_not_found(self.name))
