@@ -18,8 +18,17 @@ from wsh.v1 import hub_pb2, types_pb2
 def test_list_prints_a_table(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
     assert hub.run("list", "--tag", "ci", "--server", "b1") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "SERVER", "STATE", "PID", "SIZE", "TAGS", "IDLE"]
-    assert lines[1].split() == ["build", "hub", "running", "100", "24x80", "ci", "0ms"]
+    assert lines[0].split() == [
+        "NAME",
+        "SERVER",
+        "STATE",
+        "FOREGROUND",
+        "PID",
+        "SIZE",
+        "TAGS",
+        "IDLE",
+    ]
+    assert lines[1].split() == ["build", "hub", "running", "-", "100", "24x80", "ci", "0ms"]
     assert lines[2].split()[:3] == ["old-job", "hub", "exited(1)"]
     (request,) = hub.hub.requests("ListSessions")
     assert (list(request.tags), request.server) == (["ci"], "b1")
@@ -84,6 +93,32 @@ def test_run_waits_past_its_input(hub: Running, capsys: pytest.CaptureFixture[st
     (waited,) = hub.hub.requests("AwaitIdle")
     assert sent.data == b"make\n"
     assert (waited.last_generation, waited.timeout_ms) == (10, 300)
+    # Its foreground waited for input before the text: READY by default.
+    assert waited.mode == hub_pb2.IDLE_MODE_READY
+
+
+@pytest.mark.parametrize(
+    ("name", "flags", "mode"),
+    [
+        ("build", ["--no-ready"], hub_pb2.IDLE_MODE_QUIET),
+        ("build", ["--ready"], hub_pb2.IDLE_MODE_READY),
+    ],
+)
+def test_run_mode_flags(hub: Running, name: str, flags: list[str], mode: int) -> None:
+    assert hub.run("run", name, r"make\n", *flags) == 0
+    (waited,) = hub.hub.requests("AwaitIdle")
+    assert waited.mode == mode
+    # Only the default asks the session first.
+    assert hub.hub.requests("GetSession") == []
+
+
+def test_idle_and_race_ready(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    assert hub.run("idle", "build", "--ready") == 0
+    assert hub.run("race", "--ready") == 0
+    assert hub.hub.requests("AwaitIdle")[0].mode == hub_pb2.IDLE_MODE_READY
+    assert hub.hub.requests("RaceIdle")[0].mode == hub_pb2.IDLE_MODE_READY
+    assert hub.run("idle", "build") == 0
+    assert hub.hub.requests("AwaitIdle")[1].mode == hub_pb2.IDLE_MODE_QUIET
 
 
 def test_idle_json(hub: Running, capsys: pytest.CaptureFixture[str]) -> None:

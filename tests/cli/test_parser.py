@@ -65,6 +65,12 @@ def parse(*argv: str) -> argparse.Namespace:
             {"quiet_ms": 100, "max_wait_ms": 9000, "fresh": True},
         ),
         (["idle", "s", "--last-generation", "7"], "waiting.idle", {"last_generation": 7}),
+        (["idle", "s"], "waiting.idle", {"ready": False}),
+        (["idle", "s", "--ready"], "waiting.idle", {"ready": True}),
+        (["race", "--ready"], "waiting.race", {"ready": True}),
+        (["run", "s", "x"], "waiting.run", {"ready": None}),
+        (["run", "s", "x", "--ready"], "waiting.run", {"ready": True}),
+        (["run", "s", "x", "--no-ready"], "waiting.run", {"ready": False}),
         (["race"], "waiting.race", {"tag": None, "all": False, "last_session": ""}),
         (
             [

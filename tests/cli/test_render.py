@@ -64,10 +64,23 @@ def test_session_row() -> None:
         tags=["ci", "fast"],
         last_activity_ms=1500,
     )
-    assert session_row(running) == ["build", "hub", "running", "42", "24x80", "ci,fast", "1s"]
+    assert session_row(running) == [
+        "build",
+        "hub",
+        "running",
+        "-",
+        "42",
+        "24x80",
+        "ci,fast",
+        "1s",
+    ]
+    running.foreground, running.ready = "bash", True
+    assert session_row(running)[3] == "bash (ready)"
+    running.foreground, running.ready = "sleep", False
+    assert session_row(running)[3] == "sleep"
     exited = types_pb2.Session(name="x", state=types_pb2.SESSION_STATE_EXITED, exit_code=3)
-    assert session_row(exited)[2:4] == ["exited(3)", "-"]
-    assert session_row(exited)[5] == "-"
+    assert session_row(exited)[2:5] == ["exited(3)", "-", "-"]
+    assert session_row(exited)[6] == "-"
 
 
 def test_server_row() -> None:

@@ -64,6 +64,10 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
         self._record(request, context)
         if request.name == "slow":
             await asyncio.sleep(30)
+        if request.name in ("build", "busy"):
+            # "build" waits at its prompt, "busy" runs something.
+            found = types_pb2.Session(name=request.name, ready=request.name == "build")
+            return hub_pb2.GetSessionResponse(session=found)
         status = rpc_status.to_status(
             rich_status(
                 grpc.StatusCode.NOT_FOUND,
@@ -455,17 +459,29 @@ async def test_results_are_unwrapped(served: Served) -> None:
 async def test_run_waits_past_the_inputs_generation(served: Served) -> None:
     with Client(served.addr) as c:
         result = await in_thread(lambda: c.run("build", "make\n", 250, max_wait_ms=900))
-    send, wait = served.hub.requests
+    asked, send, wait = served.hub.requests
+    assert asked.name == "build"
     assert send.data == b"make\n"
     assert wait.last_generation == 41  # what SendInput returned
     assert (wait.timeout_ms, wait.max_wait_ms) == (250, 900)
+    # Its foreground waited for input before the text was sent: READY.
+    assert wait.mode == hub_pb2.IDLE_MODE_READY
     assert result.generation == 42
 
     async with AsyncClient(served.addr) as ac:
-        result = await asyncio.wait_for(ac.run("build", b"\x03"), WAIT)
-    assert served.hub.requests[2].data == b"\x03"
-    assert served.hub.requests[3].last_generation == 41
+        result = await asyncio.wait_for(ac.run("build", b"\x03", mode="quiet"), WAIT)
+    # A mode given: no question first.
+    assert served.hub.requests[3].data == b"\x03"
+    assert served.hub.requests[4].last_generation == 41
+    assert served.hub.requests[4].mode == hub_pb2.IDLE_MODE_QUIET
     assert result.session == "build"
+
+    async with AsyncClient(served.addr) as ac:
+        await asyncio.wait_for(ac.run("busy", b"x"), WAIT)
+    assert served.hub.requests[-1].mode == hub_pb2.IDLE_MODE_QUIET
+    with pytest.raises(ValueError, match="unknown idle mode"):
+        async with AsyncClient(served.addr) as ac:
+            await ac.await_idle("build", mode="soon")
 
 
 async def test_optional_last_generation_is_left_unset(served: Served) -> None:

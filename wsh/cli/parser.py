@@ -172,7 +172,12 @@ def _add_styled(parser: argparse.ArgumentParser) -> None:
 IDLE_EPILOG = """\
 "Idle" means the session printed nothing for --quiet-ms milliseconds. It does
 not mean the program finished: one that is silent for longer (a `sleep 3`, a
-slow build step) looks idle too; raise --quiet-ms for it.
+slow build step) looks idle too; raise --quiet-ms for it, or use --ready.
+
+With --ready a session has settled when its foreground program waits for
+input on the terminal (a shell at its prompt, a REPL, an editor), whatever
+the silence: a `sleep 3` is not ready until it ends. Where the server cannot
+tell (no /proc), --quiet-ms of silence settles it instead.
 
 Bounds:
   --quiet-ms MS      the silence that counts as idle (default 500)
@@ -201,6 +206,11 @@ def _add_idle_options(parser: argparse.ArgumentParser, *, full: bool) -> None:
         "fail with IDLE_TIMEOUT if not idle within this long (default: the server's, 30000)",
     )
     if full:
+        parser.add_argument(
+            "--ready",
+            action="store_true",
+            help="settled means the foreground program waits for input (see below)",
+        )
         parser.add_argument(
             "--last-generation",
             type=_uint64,
@@ -368,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session(sub)
     _add_text(sub)
     _add_idle_options(sub, full=False)
+    sub.add_argument(
+        "--ready",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="wait until the foreground program waits for input again (--no-ready: for "
+        "--quiet-ms of silence); default: --ready when it waits for input before the text "
+        "is sent, as a shell at its prompt does",
+    )
 
     _add_session(command("kill", sessions.kill, "end a session"))
 

@@ -58,12 +58,19 @@ def _word(name: str, prefix: str) -> str:
     return name.removeprefix(prefix).lower()
 
 
+def _foreground(name: str, ready: bool) -> str:
+    """``bash (ready)`` when it waits for input, ``sleep`` when busy, ``-`` unknown."""
+    if not name:
+        return "-"
+    return f"{name} (ready)" if ready else name
+
+
 def _state(session: types_pb2.Session) -> str:
     state = _word(types_pb2.SessionState.Name(session.state), "SESSION_STATE_")
     return f"{state}({session.exit_code})" if session.HasField("exit_code") else state
 
 
-SESSION_HEADERS = ("NAME", "SERVER", "STATE", "PID", "SIZE", "TAGS", "IDLE")
+SESSION_HEADERS = ("NAME", "SERVER", "STATE", "FOREGROUND", "PID", "SIZE", "TAGS", "IDLE")
 SERVER_HEADERS = ("HOSTNAME", "ADDRESS", "HEALTH", "ROLE", "SESSIONS", "LATENCY", "ERROR")
 
 
@@ -73,6 +80,7 @@ def session_row(session: types_pb2.Session) -> list[str]:
         session.name,
         session.server,
         _state(session),
+        _foreground(session.foreground, session.ready),
         str(session.pid) if session.pid else "-",
         f"{session.rows}x{session.cols}",
         ",".join(session.tags) or "-",
@@ -134,6 +142,7 @@ def session_details(session: types_pb2.Session) -> str:
             ("pid", str(session.pid)),
             ("size", f"{session.rows}x{session.cols}"),
             ("command", session.command),
+            ("foreground", _foreground(session.foreground, session.ready)),
             ("cwd", session.cwd or "-"),
             ("tags", ", ".join(session.tags) or "-"),
             ("generation", str(session.generation)),
@@ -248,9 +257,12 @@ def idle_lines(idle: types_pb2.Idle, colour: bool, *, header: bool, gap: bool) -
     lines = render_lines(idle.screen.lines, idle.screen.styled_lines, colour)
     exited = f"  exited {idle.exit_code}" if idle.HasField("exit_code") else ""
     if header:
+        foreground = (
+            f"  {_foreground(printable(idle.foreground), idle.ready)}" if idle.foreground else ""
+        )
         title = (
             f"{printable(idle.server)}/{printable(idle.session)}  "
-            f"generation {idle.generation}{exited}"
+            f"generation {idle.generation}{foreground}{exited}"
         )
         lines[:0] = ["", title] if gap else [title]
     elif exited:

@@ -34,9 +34,11 @@ from wsh.client._aio_io import (
 from wsh.client._errors import empty_race
 from wsh.client._params import (
     DEFAULT_IDLE_MS,
+    IdleModeArg,
     RaceOptions,
     ScreenFormatArg,
     as_bytes,
+    idle_mode,
     screen_format,
 )
 from wsh.defaults import DEFAULT_ADDR
@@ -291,9 +293,13 @@ class AsyncClient:
         last_generation: int | None = None,
         fresh: bool = False,
         format: ScreenFormatArg = "plain",
+        mode: IdleModeArg = "quiet",
         timeout: float | None = None,
     ) -> types_pb2.Idle:
-        """Wait until the session has been quiet for ``timeout_ms``.
+        """Wait until the session has been quiet for ``timeout_ms`` (``mode``
+        ``"quiet"``), or until its foreground program waits for input
+        (``"ready"``; ``timeout_ms`` is then the quiet time used only where
+        the server cannot tell, and ``Idle.ready_unknown`` says so).
 
         With ``last_generation`` equal to the current generation, first wait
         for new activity; ``fresh`` always waits a full ``timeout_ms``.
@@ -310,6 +316,7 @@ class AsyncClient:
             last_generation=last_generation,
             fresh=fresh,
             format=screen_format(format),
+            mode=idle_mode(mode),
         )
         return (await self._unary(self._stub.AwaitIdle, request, timeout)).idle
 
@@ -325,9 +332,11 @@ class AsyncClient:
         last_generation: int | None = None,
         fresh: bool = False,
         format: ScreenFormatArg = "plain",
+        mode: IdleModeArg = "quiet",
         timeout: float | None = None,
     ) -> AsyncIdleStream:
-        """Stream sessions in scope (``tags``: any of; ``server``: filter) as they settle.
+        """Stream sessions in scope (``tags``: any of; ``server``: filter) as they
+        settle (``mode``: as in :meth:`await_idle`).
 
         The session ``last_session`` on ``last_server`` is skipped until its
         generation moves past ``last_generation``. Use it as a context manager,
@@ -343,6 +352,7 @@ class AsyncClient:
             last_generation=last_generation,
             fresh=fresh,
             format=screen_format(format),
+            mode=idle_mode(mode),
         )
         call = self._stub.RaceIdle(
             request, timeout=self._deadline(timeout), metadata=self._metadata
@@ -365,13 +375,21 @@ class AsyncClient:
         server: str = "",
         max_wait_ms: int = 0,
         format: ScreenFormatArg = "plain",
+        mode: IdleModeArg | None = None,
         timeout: float | None = None,
     ) -> types_pb2.Idle:
         """Send ``text`` then wait until the output it caused has settled.
 
         The wait starts from the generation the input produced, so the result
-        never shows the screen from before the input.
+        never shows the screen from before the input. ``mode`` None picks
+        ``"ready"`` when the session's foreground program waits for input
+        before the text is sent (a shell at its prompt, a REPL: the answer is
+        complete when it waits again), else ``"quiet"``; it costs one
+        ``get_session`` call.
         """
+        if mode is None:
+            found = await self.get_session(session, server=server, timeout=timeout)
+            mode = "ready" if found.ready else "quiet"
         sent = await self.send_input(session, text, server=server, timeout=timeout)
         return await self.await_idle(
             session,
@@ -380,6 +398,7 @@ class AsyncClient:
             max_wait_ms=max_wait_ms,
             last_generation=sent.generation,
             format=format,
+            mode=mode,
             timeout=timeout,
         )
 

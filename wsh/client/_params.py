@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeAlias, TypedDict
 
-from wsh.v1 import types_pb2
+from wsh.v1 import hub_pb2, types_pb2
 
 DEFAULT_IDLE_MS = 500
 """Quiet time, in milliseconds, after which :meth:`Client.run` calls a session idle."""
@@ -27,6 +27,24 @@ def screen_format(value: ScreenFormatArg) -> types_pb2.ScreenFormat.ValueType:
     return value
 
 
+_MODES = {"quiet": hub_pb2.IDLE_MODE_QUIET, "ready": hub_pb2.IDLE_MODE_READY}
+
+IdleModeArg: TypeAlias = "str | hub_pb2.IdleMode.ValueType"
+"""``"quiet"``, ``"ready"`` or a ``hub_pb2.IdleMode`` value: when a wait counts a
+session as settled (no output for ``timeout_ms``, or its foreground program
+waits for input)."""
+
+
+def idle_mode(value: IdleModeArg) -> hub_pb2.IdleMode.ValueType:
+    """Map ``"quiet"``/``"ready"`` (any case) or an enum value to ``IdleMode``."""
+    if isinstance(value, str):
+        try:
+            return _MODES[value.lower()]
+        except KeyError:
+            raise ValueError(f"unknown idle mode {value!r}: use 'quiet' or 'ready'") from None
+    return value
+
+
 def as_bytes(data: str | bytes) -> bytes:
     return data.encode() if isinstance(data, str) else data
 
@@ -43,4 +61,5 @@ class RaceOptions(TypedDict, total=False):
     last_generation: int | None
     fresh: bool
     format: ScreenFormatArg
+    mode: IdleModeArg
     timeout: float | None

@@ -25,9 +25,11 @@ from wsh.client._address import credentials, parse_addr
 from wsh.client._errors import empty_race
 from wsh.client._params import (
     DEFAULT_IDLE_MS,
+    IdleModeArg,
     RaceOptions,
     ScreenFormatArg,
     as_bytes,
+    idle_mode,
     screen_format,
 )
 from wsh.client._sync_io import (
@@ -290,9 +292,13 @@ class Client:
         last_generation: int | None = None,
         fresh: bool = False,
         format: ScreenFormatArg = "plain",
+        mode: IdleModeArg = "quiet",
         timeout: float | None = None,
     ) -> types_pb2.Idle:
-        """Wait until the session has been quiet for ``timeout_ms``.
+        """Wait until the session has been quiet for ``timeout_ms`` (``mode``
+        ``"quiet"``), or until its foreground program waits for input
+        (``"ready"``; ``timeout_ms`` is then the quiet time used only where
+        the server cannot tell, and ``Idle.ready_unknown`` says so).
 
         With ``last_generation`` equal to the current generation, first wait
         for new activity; ``fresh`` always waits a full ``timeout_ms``.
@@ -309,6 +315,7 @@ class Client:
             last_generation=last_generation,
             fresh=fresh,
             format=screen_format(format),
+            mode=idle_mode(mode),
         )
         return (self._unary(self._stub.AwaitIdle, request, timeout)).idle
 
@@ -324,9 +331,11 @@ class Client:
         last_generation: int | None = None,
         fresh: bool = False,
         format: ScreenFormatArg = "plain",
+        mode: IdleModeArg = "quiet",
         timeout: float | None = None,
     ) -> IdleStream:
-        """Stream sessions in scope (``tags``: any of; ``server``: filter) as they settle.
+        """Stream sessions in scope (``tags``: any of; ``server``: filter) as they
+        settle (``mode``: as in :meth:`await_idle`).
 
         The session ``last_session`` on ``last_server`` is skipped until its
         generation moves past ``last_generation``. Use it as a context manager,
@@ -342,6 +351,7 @@ class Client:
             last_generation=last_generation,
             fresh=fresh,
             format=screen_format(format),
+            mode=idle_mode(mode),
         )
         call = self._stub.RaceIdle(
             request, timeout=self._deadline(timeout), metadata=self._metadata
@@ -364,13 +374,21 @@ class Client:
         server: str = "",
         max_wait_ms: int = 0,
         format: ScreenFormatArg = "plain",
+        mode: IdleModeArg | None = None,
         timeout: float | None = None,
     ) -> types_pb2.Idle:
         """Send ``text`` then wait until the output it caused has settled.
 
         The wait starts from the generation the input produced, so the result
-        never shows the screen from before the input.
+        never shows the screen from before the input. ``mode`` None picks
+        ``"ready"`` when the session's foreground program waits for input
+        before the text is sent (a shell at its prompt, a REPL: the answer is
+        complete when it waits again), else ``"quiet"``; it costs one
+        ``get_session`` call.
         """
+        if mode is None:
+            found = self.get_session(session, server=server, timeout=timeout)
+            mode = "ready" if found.ready else "quiet"
         sent = self.send_input(session, text, server=server, timeout=timeout)
         return self.await_idle(
             session,
@@ -379,6 +397,7 @@ class Client:
             max_wait_ms=max_wait_ms,
             last_generation=sent.generation,
             format=format,
+            mode=mode,
             timeout=timeout,
         )
 

@@ -21,10 +21,12 @@ from wsh.terminal.screen import ScreenView, ScrollbackPage, TerminalScreen
 # work. Some sequences cost a whole screen each (ESC#8 fills 1000x1000 cells
 # in 9.7 ms), so a 64 KiB read took seconds in one go.
 FEED_TURN_S = 0.005
-# How long a listing may show an inspected foreground: a second while the
-# session was active lately (programs start and end around output), half a
-# minute once it has been quiet, so that listing or heartbeating a thousand
-# quiet sessions inspects about 33 of them a second, not all.
+# How long a listing may show an inspected foreground: 0.1 s once the
+# session moved on since, a second while it was active lately (programs
+# start and end around output), half a minute once it has been quiet, so
+# that listing or heartbeating a thousand quiet sessions inspects about 33
+# of them a second, not all.
+FOREGROUND_MOVED_S = 0.1
 FOREGROUND_FRESH_S = 1.0
 FOREGROUND_QUIET_S = 30.0
 RECENT_ACTIVITY_S = 10.0
@@ -107,8 +109,9 @@ class Session:
         self._feeder = Feeder.of(asyncio.get_running_loop())
         self._backlog = False  # output waits in the feeder's queue
         self._on_exit: Callable[[Session], None] | None = None
-        # The last inspection of the foreground, with its monotonic time.
-        self._foreground: tuple[Foreground, float] | None = None
+        # The last inspection of the foreground, with its monotonic time and
+        # the generation then.
+        self._foreground: tuple[Foreground, float, int] | None = None
         self.process = PtyProcess(spec, self._output, lambda _code: self._exited(on_exit))
 
     def _exited(self, on_exit: Callable[[Session], None]) -> None:
@@ -156,7 +159,7 @@ class Session:
     def inspect(self, before: Foreground | None = None) -> Foreground:
         """Inspect the foreground now (see ``PtyProcess.foreground``)."""
         state = self.process.foreground(before)
-        self._foreground = (state, time.monotonic())
+        self._foreground = (state, time.monotonic(), self.activity.generation)
         return state
 
     def foreground(self) -> Foreground | None:
@@ -166,9 +169,14 @@ class Session:
             return None
         now = time.monotonic()
         if self._foreground is not None:
-            state, at = self._foreground
-            recent = now - self.activity.last_activity < RECENT_ACTIVITY_S
-            if now - at < (FOREGROUND_FRESH_S if recent else FOREGROUND_QUIET_S):
+            state, at, generation = self._foreground
+            if generation != self.activity.generation:
+                fresh_for = FOREGROUND_MOVED_S
+            elif now - self.activity.last_activity < RECENT_ACTIVITY_S:
+                fresh_for = FOREGROUND_FRESH_S
+            else:
+                fresh_for = FOREGROUND_QUIET_S
+            if now - at < fresh_for:
                 return state
         return self.inspect()
 

@@ -32,6 +32,10 @@ def _wait(args: argparse.Namespace, out: Output) -> _Wait:
     }
 
 
+def _mode(ready: bool) -> str:
+    return "ready" if ready else "quiet"
+
+
 def _show(
     idle: types_pb2.Idle,
     args: argparse.Namespace,
@@ -47,15 +51,21 @@ def _show(
 def idle(client: Client, args: argparse.Namespace, out: Output) -> None:
     with Spinner(f"waiting for {args.name} to settle"):
         settled = client.await_idle(
-            args.name, last_generation=args.last_generation, fresh=args.fresh, **_wait(args, out)
+            args.name,
+            last_generation=args.last_generation,
+            fresh=args.fresh,
+            mode=_mode(args.ready),
+            **_wait(args, out),
         )
     _show(settled, args, out)
 
 
 def run(client: Client, args: argparse.Namespace, out: Output) -> None:
     data = input_bytes(args)
+    # No --ready nor --no-ready: the SDK picks by the session's foreground.
+    mode = None if args.ready is None else _mode(args.ready)
     with Spinner(f"running in {args.name}"):
-        settled = client.run(args.name, data, **_wait(args, out))
+        settled = client.run(args.name, data, mode=mode, **_wait(args, out))
     _show(settled, args, out)
 
 
@@ -66,6 +76,7 @@ def race(client: Client, args: argparse.Namespace, out: Output) -> None:
         last_server=args.last_server,
         last_generation=args.last_generation,
         fresh=args.fresh,
+        mode=_mode(args.ready),
         **_wait(args, out),
     )
     shown = 0
