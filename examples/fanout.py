@@ -3,8 +3,10 @@
 Starts two backends and a hub as real `wsh server` processes on free loopback
 ports, registers the backends with the hub, then does what an agent would:
 creates sessions tagged `ci` on each server, sends each its work, races them
-for idleness by tag and reads each result as it settles. Finally a
-sequential pipeline runs build -> test -> deploy on three servers.
+by tag until each is READY (its shell waits at the prompt again: a job
+silent in a `sleep` is not mistaken for a finished one) and reads each
+result as it settles. Finally a sequential pipeline runs build -> test ->
+deploy on three servers.
 
     python examples/fanout.py
 """
@@ -72,7 +74,8 @@ def main() -> None:
 
         print("== fan-out: three sessions tagged ci on three servers")
         work = {
-            ("build-api", "build-1"): "for i in 1 2 3; do echo compiling api $i; sleep 0.5; done",
+            # Silent for 1.5 s: a quiet race took it for finished after 0.7 s.
+            ("build-api", "build-1"): "echo compiling api; sleep 1.5; echo api ok",
             ("build-web", "build-2"): "echo bundling web; sleep 0.3; echo web ok",
             ("test-e2e", ""): "for i in 1 2; do echo e2e step $i; sleep 0.4; done; echo e2e ok",
         }
@@ -83,12 +86,12 @@ def main() -> None:
         for (name, server), command in work.items():
             hub.send_input(name, command + "\n", server=server)
         started = time.monotonic()
-        with hub.race_idle(tags=["ci"], timeout_ms=700) as stream:
+        with hub.race_idle(tags=["ci"], timeout_ms=700, mode="ready") as stream:
             for _, idle in zip(work, stream, strict=False):
                 last = [line for line in idle.screen.lines if line][-2:]
                 print(
-                    f"  +{time.monotonic() - started:4.1f}s settled {idle.session} on "
-                    f"{idle.server}: {last}"
+                    f"  +{time.monotonic() - started:4.1f}s ready {idle.session} on "
+                    f"{idle.server} ({idle.foreground}): {last}"
                 )
 
         print("== sequential stages: build on build-1, test on build-2, deploy on the hub")
@@ -101,8 +104,9 @@ def main() -> None:
             hub.create_session(
                 name=name, server=server, command="bash --norc --noprofile", tags=["pipeline"]
             )
-            hub.await_idle(name, timeout_ms=200, server=server)  # the prompt is up
-            idle = hub.run(name, command + "\n", timeout_ms=400, server=server)
+            hub.await_idle(name, server=server, mode="ready")  # the prompt is up
+            # READY by default: the shell waited at its prompt before the text.
+            idle = hub.run(name, command + "\n", server=server)
             print(f"  {name:6} on {idle.server:8}: {[line for line in idle.screen.lines if line]}")
 
         for session in hub.list_sessions():
