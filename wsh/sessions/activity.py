@@ -15,16 +15,28 @@ from collections.abc import Callable
 from wsh.errors import WshError
 from wsh.terminal.foreground import Foreground, Readiness
 
-# READY waits inspect the foreground once output has paused this long. The
-# inspection itself proves the screen complete (see PtyProcess.foreground),
-# so this only spares inspections inside a burst: bash's echo, output and
-# prompt for `echo x` came in 3 reads 0.05-0.3 ms apart here.
-READY_SETTLE_S = 0.002
+# READY waits inspect the foreground as soon as output stops arriving (the
+# first turn of the loop with nothing left to emulate), with no settle time:
+# the inspection itself proves the screen complete (see
+# PtyProcess.foreground), and a settle only delays the answer. Measured with
+# bench/ready.py (`echo <token>` round trip, 60 runs): a 2 ms settle gave a
+# median of 5.8 ms, 1 ms 4.5 ms, none 3.3 ms. bash's answer to `echo x`
+# came in 1 or 2 reads 0.1-0.4 ms apart, and 100 round trips took 1.0 to 2.0
+# inspections of 0.2 ms each on average.
 # While the foreground is busy without output (a `sleep`, a compiler), the
 # wait looks again after this, doubling up to the maximum; any output looks
-# at once. The re-check of an unchanged busy process is one /proc read.
+# at once. The re-check of an unchanged busy process is one /proc read
+# (10 µs), but each wake-up of a wait costs about 58 µs here in all: 50
+# waits on `sleep` took 1.5% of a core at a 200 ms maximum, so 500 ms. A
+# program that becomes ready without printing anything is seen within it.
 RECHECK_MIN_S = 0.01
-RECHECK_MAX_S = 0.2
+RECHECK_MAX_S = 0.5
+# Whole inspections (0.1-0.3 ms each) one wait may make in a burst, and the
+# rate it gets back: a program that prints while it starts new processes
+# (`while :; do echo; sleep 0.001; done`) would otherwise cost one per
+# output chunk: it took 103 in 2 s with this bound. A round trip takes 1-2.
+INSPECT_BURST = 4.0
+INSPECT_EVERY_S = 0.02
 
 Probe = Callable[[Foreground | None], Foreground]
 
@@ -148,15 +160,15 @@ async def wait_ready(
 ) -> tuple[int, Foreground | None]:
     """Return (generation, foreground) once the foreground waits for input.
 
-    The foreground is inspected with ``probe`` only here, only after output
-    paused for ``READY_SETTLE_S`` with nothing left to emulate, and again
-    on the next pause or, while it stays busy without output, after
+    The foreground is inspected with ``probe`` only here, once output has
+    stopped arriving and nothing is left to emulate, and again after the
+    next output or, while it stays busy without output, after
     ``RECHECK_MIN_S`` doubling to ``RECHECK_MAX_S``. Where the kernel cannot
     tell (UNKNOWN), ``timeout_ms`` of quiet settles it as a quiet wait
-    would, and the UNKNOWN answer says so. ``last_generation`` and
-    ``fresh`` mean what they mean for :meth:`Activity.wait_idle`; ``fresh``
-    counts quiet and readiness from the call on. An exited session answers
-    at once, with no foreground (None).
+    would, and the UNKNOWN answer says so. ``last_generation`` means what it
+    means for :meth:`Activity.wait_idle`; ``fresh`` counts that quiet from
+    the call on (readiness is always inspected after the call began). An
+    exited session answers at once, with no foreground (None).
     """
     timeout = timeout_ms / 1000
     start = time.monotonic()
@@ -164,18 +176,27 @@ async def wait_ready(
         await activity._next_touch()
     delay = RECHECK_MIN_S
     before: Foreground | None = None
+    tokens, refilled = INSPECT_BURST, start
     while True:
         if activity.final:
             return activity.generation, None
-        quiet_since = activity.last_activity if not fresh else max(activity.last_activity, start)
-        wait = quiet_since + READY_SETTLE_S - time.monotonic()
-        if wait > 0 or activity.busy:
-            await activity._sleep(max(wait, READY_SETTLE_S))
+        if activity.busy:
+            # Output is being emulated in turns; each turn touches.
+            await activity._next_touch()
+            continue
+        now = time.monotonic()
+        tokens = min(INSPECT_BURST, tokens + (now - refilled) / INSPECT_EVERY_S)
+        refilled = now
+        if tokens < 1:
+            await activity._sleep((1 - tokens) * INSPECT_EVERY_S)
             continue
         generation = activity.generation
         state = probe(before)
+        if state is not before:
+            tokens -= 1  # a whole inspection, not the one-read re-check
         if state.ready:
             return generation, state
+        quiet_since = max(activity.last_activity, start) if fresh else activity.last_activity
         quiet_left = quiet_since + timeout - time.monotonic()
         if state.readiness is Readiness.UNKNOWN and quiet_left <= 0:
             return generation, state
@@ -183,6 +204,8 @@ async def wait_ready(
         pause = delay if state.readiness is Readiness.BUSY else min(delay, quiet_left)
         await activity._touch_or_sleep(pause)
         if activity.generation != generation:
-            delay, before = RECHECK_MIN_S, None
+            # Output: look again at once; the busy process found last time
+            # is looked at first (still running or in the same call: busy).
+            delay = RECHECK_MIN_S
         else:
             delay = min(delay * 2, RECHECK_MAX_S)

@@ -35,8 +35,9 @@ class _IdleModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IdleMode.Val
     IDLE_MODE_READY: _IdleMode.ValueType  # 2
     """Every process of the terminal's foreground process group is blocked
     waiting for input on the session's terminal, and all its output is on
-    the screen. The server inspects /proc only while a READY wait is open
-    and output has paused (2 ms). A program busy without output (a
+    the screen. The server inspects /proc only while a READY wait is open:
+    each time output stops, and while the foreground stays busy without
+    output every 10 ms doubling to 500 ms. A program busy without output (a
     compiler, `sleep`, a network wait) is never READY. Where the kernel
     cannot tell (no /proc, another PID namespace), timeout_ms of quiet
     settles the session instead and Idle.ready_unknown says so.
@@ -52,8 +53,9 @@ IDLE_MODE_QUIET: IdleMode.ValueType  # 1
 IDLE_MODE_READY: IdleMode.ValueType  # 2
 """Every process of the terminal's foreground process group is blocked
 waiting for input on the session's terminal, and all its output is on
-the screen. The server inspects /proc only while a READY wait is open
-and output has paused (2 ms). A program busy without output (a
+the screen. The server inspects /proc only while a READY wait is open:
+each time output stops, and while the foreground stays busy without
+output every 10 ms doubling to 500 ms. A program busy without output (a
 compiler, `sleep`, a network wait) is never READY. Where the kernel
 cannot tell (no /proc, another PID namespace), timeout_ms of quiet
 settles the session instead and Idle.ready_unknown says so.

@@ -112,8 +112,9 @@ class Session(_message.Message):
     """Working directory the process started in."""
     ready: _builtins.bool
     """Whether the foreground process group waited for input on the terminal
-    when last inspected (at most 1 s ago for a session active in the last
-    10 s, else 30 s; on a hub, as of the backend's last heartbeat).
+    when last inspected (at most 0.1 s ago if the session had activity
+    since, else 1 s if it had any in the last 10 s, else 30 s; for a
+    backend's session, as of the backend's last heartbeat, once a second).
     """
     foreground: _builtins.str
     """Command name of the foreground process ("bash", "vim", "python3"), as
