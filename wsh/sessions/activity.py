@@ -22,16 +22,16 @@ from wsh.terminal.foreground import Foreground, Readiness
 # bench/ready.py (`echo <token>` round trip, 60 runs): a 2 ms settle gave a
 # median of 5.8 ms, 1 ms 4.5 ms, none 3.3 ms. bash's answer to `echo x`
 # came in 1 or 2 reads 0.1-0.4 ms apart, and 100 round trips took 1.0 to 2.0
-# inspections of 0.2 ms each on average.
+# inspections on average (85 µs each for bash under `sh -c`).
 # While the foreground is busy without output (a `sleep`, a compiler), the
 # wait looks again after this, doubling up to the maximum; any output looks
 # at once. The re-check of an unchanged busy process is one /proc read
-# (10 µs), but each wake-up of a wait costs about 58 µs here in all: 50
+# (10-20 µs), but each wake-up of a wait costs about 58 µs here in all: 50
 # waits on `sleep` took 1.5% of a core at a 200 ms maximum, so 500 ms. A
 # program that becomes ready without printing anything is seen within it.
 RECHECK_MIN_S = 0.01
 RECHECK_MAX_S = 0.5
-# Whole inspections (0.1-0.3 ms each) one wait may make in a burst, and the
+# Whole inspections (85-300 µs each) one wait may make in a burst, and the
 # rate it gets back: a program that prints while it starts new processes
 # (`while :; do echo; sleep 0.001; done`) would otherwise cost one per
 # output chunk: it took 103 in 2 s with this bound. A round trip takes 1-2.
