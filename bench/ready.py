@@ -174,7 +174,10 @@ def at_scale(seed: int) -> None:
                 idle = response.idle
                 lines = [line for line in idle.screen.lines if line]
                 if lines[-2:] != [f"done-{idle.session}", h.PROMPT_LINE]:
-                    wrong.append(f"{idle.server}/{idle.session}: {lines[-2:]}")
+                    wrong.append(
+                        f"{idle.server}/{idle.session}: {lines[-2:]} (ready {idle.ready}, "
+                        f"unknown {idle.ready_unknown}, foreground {idle.foreground!r})"
+                    )
                 seen.add(idle.session)
                 at = time.monotonic() - started
                 late = max(late, at - sessions[idle.session][1])

@@ -235,3 +235,13 @@ async def test_no_inspection_without_a_waiter(
     calls.clear()
     await not_ready(quiet)
     assert 1 <= len(calls) <= 3, calls
+
+
+async def test_a_group_with_no_member_in_sight_is_busy_not_unknown(
+    manager: SessionManager,
+) -> None:
+    # As a shell hands the terminal to a job whose process has not joined
+    # the group yet: busy for a moment, never a reason to fall back to quiet.
+    session = manager.create(command="exec sleep 30")
+    state = fg_module.inspect(session.process.pid, session.process.pid + 10_000_000, "/dev/null")
+    assert state.readiness is Readiness.BUSY

@@ -176,6 +176,7 @@ async def wait_ready(
         await activity._next_touch()
     delay = RECHECK_MIN_S
     before: Foreground | None = None
+    unknown = False  # the previous inspection could not tell either
     tokens, refilled = INSPECT_BURST, start
     while True:
         if activity.final:
@@ -198,10 +199,15 @@ async def wait_ready(
             return generation, state
         quiet_since = max(activity.last_activity, start) if fresh else activity.last_activity
         quiet_left = quiet_since + timeout - time.monotonic()
-        if state.readiness is Readiness.UNKNOWN and quiet_left <= 0:
+        # Twice in a row: one UNKNOWN may be a race with a process's exit.
+        if state.readiness is Readiness.UNKNOWN and unknown and quiet_left <= 0:
             return generation, state
+        unknown = state.readiness is Readiness.UNKNOWN
         before = state if state.readiness is Readiness.BUSY else None
-        pause = delay if state.readiness is Readiness.BUSY else min(delay, quiet_left)
+        if state.readiness is Readiness.BUSY:
+            pause = delay
+        else:
+            pause = min(delay, max(quiet_left, RECHECK_MIN_S))
         await activity._touch_or_sleep(pause)
         if activity.generation != generation:
             # Output: look again at once; the busy process found last time

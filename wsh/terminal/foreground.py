@@ -283,7 +283,9 @@ def inspect(leader: int, pgrp: int, tty: str) -> Foreground:
 
     Members are found among ``leader``'s descendants (the session's
     processes); a group id of 0 or below means the group is not visible from
-    here (another PID namespace) and the answer is UNKNOWN.
+    here (another PID namespace) and the answer is UNKNOWN, as it is when a
+    live member's /proc entries cannot be read (another user's: a setuid
+    program). A process that exits while it is looked at is left out.
     """
     syscalls = _SYSCALLS.get(_MACHINE)
     if syscalls is None or pgrp <= 0:
@@ -301,15 +303,15 @@ def inspect(leader: int, pgrp: int, tty: str) -> Foreground:
                 raise _Unknown(pid)
             try:
                 name, state, group, threads = _stat(pid)
+                todo.extend(_children(pid))
+                if group != pgrp:
+                    continue
+                kind, line = inspector.process(pid, state, threads)
             except _Unknown:
                 if not os.path.exists(f"/proc/{pid}"):
-                    continue  # exited while we looked
+                    continue  # exited while we looked: not a member any more
                 raise
-            todo.extend(_children(pid))
-            if group != pgrp:
-                continue
             members += 1
-            kind, line = inspector.process(pid, state, threads)
             verdict = max(verdict, kind)
             if pid == pgrp:
                 leader_name = name
@@ -320,9 +322,11 @@ def inspect(leader: int, pgrp: int, tty: str) -> Foreground:
                 if line and not blocker:
                     blocker, call = pid, line
         if not members:
-            # A group outside the session's tree (reparented, or in
-            # another PID namespace): nothing here can tell.
-            return UNKNOWN
+            # Seen while a shell hands the terminal to a job whose first
+            # process has not joined the group yet, or as the group's last
+            # member exits: busy, for a moment. (A group only outside the
+            # session's tree, a daemon's orphan, stays busy: a known limit.)
+            return Foreground(Readiness.BUSY, pgrp=pgrp)
         if verdict is _Kind.TERMINAL:
             return Foreground(Readiness.READY, _clean(reader))
         return Foreground(
