@@ -16,9 +16,12 @@ from wsh.federation.sanitize import (
     check_identity,
     check_inventory,
     check_session,
+    clean_foreground,
+    clean_idle,
 )
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.text import printable, quote
+from wsh.v1 import types_pb2
 
 BACKEND = "node-1"
 
@@ -242,3 +245,18 @@ def test_count_refused() -> None:
     with pytest.raises(BackendGarbage) as info:
         check_count(3, 2, what="scrollback lines", backend="node-2")
     assert info.value.message == "Backend 'node-2' sent 3 scrollback lines; at most 2 are allowed."
+
+
+def test_foreground_names_are_capped_and_escaped() -> None:
+    # Any program names itself (prctl PR_SET_NAME): a name is text to show.
+    hostile = "\x1b]52;c;aGk=\x07" + "v" * 500
+    cleaned = check_session(session(foreground=hostile, ready=True), BACKEND)
+    assert cleaned.foreground == clean_foreground(hostile)
+    assert cleaned.foreground.startswith("\\x1b]52") and "\x1b" not in cleaned.foreground
+    # Cut to 64 characters first, then escaped ("..." marks the cut).
+    assert cleaned.foreground.endswith("v" * 50 + "...") and cleaned.ready
+    idle = types_pb2.Idle(
+        session="build", screen=types_pb2.Screen(rows=1, cols=1, lines=[""]), foreground=hostile
+    )
+    assert clean_idle(idle, BACKEND).foreground == clean_foreground(hostile)
+    assert clean_foreground("vim") == "vim"

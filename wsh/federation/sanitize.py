@@ -129,8 +129,8 @@ def check_session(info: SessionInfo, backend_hostname: str) -> SessionInfo:
 
 def clean_foreground(name: str) -> str:
     """A foreground command name a backend sent: any program can name itself
-    anything (``prctl(PR_SET_NAME)``), so it is capped and its non-printable
-    characters escaped, never refused."""
+    anything (``prctl(PR_SET_NAME)``), so it is cut to 64 characters and
+    its non-printable characters escaped, never refused."""
     return printable(name, MAX_FOREGROUND_LEN)
 
 
