@@ -90,8 +90,8 @@ def main() -> None:
             for _, idle in zip(work, stream, strict=False):
                 last = [line for line in idle.screen.lines if line][-2:]
                 print(
-                    f"  +{time.monotonic() - started:4.1f}s ready {idle.session} on "
-                    f"{idle.server} ({idle.foreground}): {last}"
+                    f"  +{time.monotonic() - started:4.1f}s settled {idle.session} on "
+                    f"{idle.server} (ready: {idle.foreground}): {last}"
                 )
 
         print("== sequential stages: build on build-1, test on build-2, deploy on the hub")

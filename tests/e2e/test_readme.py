@@ -118,5 +118,12 @@ def test_demo_runs(tmp_path: Path) -> None:
         timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for line in ("fan-out", "settled build-web on build-2", "DEPLOYED", "all sessions killed"):
+    for line in (
+        "fan-out",
+        "settled build-web on build-2 (ready: bash)",
+        # READY: the job silent in `sleep` is reported once it printed.
+        "settled build-api on build-1 (ready: bash): ['api ok'",
+        "DEPLOYED",
+        "all sessions killed",
+    ):
         assert line in done.stdout, done.stdout
