@@ -11,7 +11,7 @@ from wsh.federation.registry import Backend
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
 from wsh.terminal.screen import ScreenView, StyledLine
-from wsh.v1 import types_pb2
+from wsh.v1 import hub_pb2, types_pb2
 
 
 @dataclass(slots=True)
@@ -23,6 +23,9 @@ class _Rendered:
     # Per row, the spans and their protobuf (styled views only).
     rows: list[tuple[StyledLine, types_pb2.StyledLine]]
     idle: types_pb2.Idle | None = None
+    # The RaceIdleResponse holding a copy of ``idle``, and its size, for
+    # every race stream; built from the Idle named first.
+    settle: tuple[types_pb2.Idle, hub_pb2.RaceIdleResponse, int] | None = None
 
 
 class ScreenRenderer:
@@ -70,6 +73,7 @@ class ScreenRenderer:
         exit_code = session.process.exit_code
         if (
             idle is None
+            or idle.session != session.name
             or idle.server != server
             or idle.HasField("exit_code") != (exit_code is not None)
             or (exit_code is not None and idle.exit_code != exit_code)
@@ -84,6 +88,18 @@ class ScreenRenderer:
                 exit_code=exit_code,
             )
         return idle
+
+    def settle(
+        self, session: Session, server: str, generation: int, styled: bool
+    ) -> tuple[hub_pb2.RaceIdleResponse, int]:
+        """The RaceIdle response for the session's Idle and its size, built and
+        measured once for every stream: shared, not to be changed."""
+        idle = self.idle(session, server, generation, styled)
+        rendered = self._rendered(session, styled, generation)
+        if rendered.settle is None or rendered.settle[0] is not idle:
+            response = hub_pb2.RaceIdleResponse(idle=idle)
+            rendered.settle = (idle, response, response.ByteSize())
+        return rendered.settle[1], rendered.settle[2]
 
 
 def _styled_rows(
