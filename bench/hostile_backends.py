@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import _hostile as hx
 
+from tests.procs import closed_ports
 from wsh.v1 import hub_pb2
 
 UNREACHABLE = 60
@@ -29,16 +29,6 @@ WAIT_S = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FAKE_READY = re.compile(rb"fake: listening on (\S+)")
 RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
-
-
-def _closed_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _cpu_s(pid: int) -> float:
@@ -136,7 +126,7 @@ async def many_unreachable(target: hx.Target) -> str:
     """60 backends nobody listens on: AddServer's time and the probe's latency
     on the target; the idle CPU on a second hub with the same 60, which no
     probe calls (the probe's 100 calls/s would swamp the figure)."""
-    ports = _closed_ports(UNREACHABLE)
+    ports = closed_ports(UNREACHABLE)
     quiet = target.start_server("quiet-hub")
     try:
         times, _ = await asyncio.gather(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,23 +24,10 @@ from pathlib import Path
 import _hostile as hx
 import grpc
 
+from tests.procs import closed_ports
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def closed_ports(count: int) -> list[int]:
-    """Loopback ports nothing listens on: bound, then released."""
-    ports: list[int] = []
-    socks = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def cpu_seconds(pid: int) -> float:

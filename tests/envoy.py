@@ -6,14 +6,12 @@ import contextlib
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.nginx import free_port
+from tests.procs import free_port, wait_listening
 
 ENVOY = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
 
@@ -142,18 +140,12 @@ class Envoy:
                 stderr=log,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self.proc.returncode}: {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise TimeoutError(f"envoy not listening within {timeout}s") from None
-                time.sleep(0.05)
+        try:
+            wait_listening(self.proc, self.port, timeout, self.log)
+        except BaseException:
+            self.kill()
+            raise
+        return self
 
     def log(self) -> str:
         try:

@@ -7,22 +7,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.procs import free_port, wait_listening
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
 )
 # Long-lived gRPC streams (the Link, a RaceIdle) must not be cut by a proxy timeout.
 LONG = "1h"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def nginx_version() -> tuple[int, ...]:
@@ -115,21 +109,17 @@ http {{
             # Its own process group, so that kill() reaches the worker too.
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"nginx exited with {self.proc.returncode}: {err}{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise TimeoutError(
-                        f"nginx not listening within {timeout}s: {self.log()}"
-                    ) from None
-                time.sleep(0.05)
+        try:
+            wait_listening(self.proc, self.port, timeout, self._failure)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _failure(self) -> str:
+        assert self.proc is not None
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        return err + self.log()
 
     def log(self) -> str:
         try:

@@ -6,6 +6,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -143,3 +144,42 @@ def assert_no_traceback(log: str) -> None:
     if unexpected > 0:
         at = log.index("Traceback")
         raise AssertionError(f"{unexpected} traceback(s) in the server log:\n{log[at:][:6000]}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def closed_ports(count: int) -> list[int]:
+    """Loopback ports nothing listens on (connection refused at once)."""
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float, describe: Any) -> None:
+    """Return once ``proc`` accepts connections on loopback ``port``.
+
+    ``describe()`` words what went wrong (a log); the process's exit or the
+    timeout raises with it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}: {describe()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{proc.args!r} not listening within {timeout}s: {describe()}"
+                ) from None
+            time.sleep(0.05)

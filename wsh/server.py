@@ -171,19 +171,16 @@ class WshServer:
             interceptors=[self._auth, guard] if self._auth else [guard],
         )
         limits = StreamLimits()
-        hub_pb2_grpc.add_HubServiceServicer_to_server(
-            HubServicer(
-                self.identity,
-                self.sessions,
-                self.federation,
-                limits,
-                strict_routing=settings.strict_routing,
-            ),
-            self._server,
+        self._hub = HubServicer(
+            self.identity,
+            self.sessions,
+            self.federation,
+            limits,
+            strict_routing=settings.strict_routing,
         )
-        backend_pb2_grpc.add_BackendServiceServicer_to_server(
-            BackendServicer(self.identity, self.sessions, limits), self._server
-        )
+        hub_pb2_grpc.add_HubServiceServicer_to_server(self._hub, self._server)
+        self._backend = BackendServicer(self.identity, self.sessions, limits)
+        backend_pb2_grpc.add_BackendServiceServicer_to_server(self._backend, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (
@@ -228,13 +225,14 @@ class WshServer:
     async def stop(self) -> None:
         """Health NOT_SERVING, finish or cancel calls, kill and reap every session."""
         await self.health.enter_graceful_shutdown()
-        self.sessions.interrupt_waits(
-            WshError(
-                Kind.UNAVAILABLE,
-                "SERVER_SHUTTING_DOWN",
-                f"Server {self.identity.hostname!r} is shutting down.",
-            )
+        self._backend.end_links()
+        shutting_down = WshError(
+            Kind.UNAVAILABLE,
+            "SERVER_SHUTTING_DOWN",
+            f"Server {self.identity.hostname!r} is shutting down.",
         )
+        self.sessions.interrupt_waits(shutting_down)
+        self._hub.interrupt_races(shutting_down)
         await self._server.stop(SHUTDOWN_GRACE_S)
         if self._auth is not None:
             self._auth.close()

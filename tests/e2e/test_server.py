@@ -6,12 +6,14 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.calls import expect_error
+from tests.cluster import wait_health
 from tests.procs import ServerProc, error_reason, stub
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
@@ -560,3 +562,35 @@ def test_sigterm_shuts_down_cleanly() -> None:
         assert error_reason(info.value) == "SERVER_SHUTTING_DOWN"
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_shutdown_ends_races_and_links_at_once_without_tracebacks(tmp_path: Path) -> None:
+    """A SIGTERM ends open races with SERVER_SHUTTING_DOWN and the Links of
+    hubs cleanly: the hub sees the backend go at once, and neither log holds
+    a traceback (gRPC logs the streams it has to cancel after the grace)."""
+    backend = ServerProc("leaving", log_path=tmp_path / "leaving.log").start()
+    hub_proc = ServerProc("staying", log_path=tmp_path / "staying.log").start()
+    channel, hub = stub(backend.addr)
+    hub_channel, hub_stub = stub(hub_proc.addr)
+    with channel, hub_channel:
+        added = hub_stub.AddServer(
+            hub_pb2.AddServerRequest(address=backend.url, wait=True), timeout=RPC_TIMEOUT
+        ).server
+        assert added.health == hub_pb2.SERVER_HEALTH_HEALTHY
+        create(hub, "raced", command="cat")
+        race = hub.RaceIdle(
+            hub_pb2.RaceIdleRequest(timeout_ms=10, max_wait_ms=60_000), timeout=RPC_TIMEOUT
+        )
+        assert next(race).idle.session == "raced"
+        stopping = time.monotonic()
+        assert backend.stop(signal.SIGTERM) == 0
+        # The grace period is 2 s: ending before it shows the streams were ended, not cut.
+        assert time.monotonic() - stopping < 1.8
+        with pytest.raises(grpc.RpcError) as info:
+            next(race)
+        assert error_reason(info.value) == "SERVER_SHUTTING_DOWN"
+        # The Link ended cleanly: the hub knows at once, not after 3 s of silence.
+        wait_health(hub_stub, hub_pb2.SERVER_HEALTH_UNAVAILABLE, hostname="leaving", timeout=1.0)
+    hub_proc.stop()
+    for log in ("leaving.log", "staying.log"):
+        assert "Traceback" not in (tmp_path / log).read_text()

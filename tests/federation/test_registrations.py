@@ -5,7 +5,6 @@ reads the file again only when someone else changed it."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import grpc
 import pytest
 
 from tests.calls import RPC_TIMEOUT, expect_error
-from tests.procs import ServerProc, assert_no_traceback, stub
+from tests.procs import ServerProc, assert_no_traceback, closed_ports, stub
 from wsh.config import DEFAULT_MAX_BACKENDS, load_file
 from wsh.errors import WshError
 from wsh.federation import config as config_file
@@ -22,17 +21,6 @@ from wsh.federation.link import BACKOFF_CAP_S, FAST_FAILURES, SLOW_BACKOFF_CAP_S
 from wsh.v1 import hub_pb2
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def closed_ports(count: int) -> list[int]:
-    """Loopback ports nothing listens on (connection refused at once)."""
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 # -- backoff ----------------------------------------------------------------------

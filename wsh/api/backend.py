@@ -39,6 +39,15 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         self._identity = identity
         self._sessions = sessions
         self._limits = limits
+        # One per open Link: ends it cleanly (see end_links).
+        self._enders: set[Callable[[], None]] = set()
+
+    def end_links(self) -> None:
+        """Server shutdown: end every Link now, cleanly, so that hubs see the
+        backend go at once rather than after its grace period, when gRPC
+        would cancel the streams and log their cancellation as errors."""
+        for end in list(self._enders):
+            end()
 
     @streaming
     async def Link(
@@ -98,7 +107,12 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 convert.session_to_pb(self._sessions.info(s)) for s in self._sessions.matching()
             ]
         )
+
+        def end() -> None:
+            queue.put_nowait(None)
+
         unsubscribe = self._sessions.subscribe(on_event)
+        self._enders.add(end)
         reader = asyncio.get_running_loop().create_task(
             self._answer_heartbeats(requests, push), name="link-heartbeat-reader"
         )
@@ -116,6 +130,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                     )
                 yield msg
         finally:
+            self._enders.discard(end)
             unsubscribe()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -51,6 +51,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._federation = federation
         self.registry = federation.registry
         self._render = ScreenRenderer()
+        self._races: set[ClusterRace] = set()
         self._inventory = InventoryRenderer()
 
     @property
@@ -236,7 +237,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             request,
             timeout_ms=timeout_ms,
             sessions=self._sessions,
-            render=lambda session, generation, foreground: self._render.idle(
+            render=lambda session, generation, foreground: self._render.settle(
                 session, self.hostname, generation, styled, foreground
             ),
             federation=self._federation,
@@ -248,6 +249,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 else RaceScope.on(backend)
             ),
         )
+        self._races.add(race)
         try:
             with self._limits.hold(context.peer(), "RaceIdle"):
                 if race.start() == 0:
@@ -263,10 +265,16 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         + "; create one first.",
                     )
                 timeout = idle_timeout_error("No session in scope", max_wait_s)
-                async for idle in race.stream(max_wait_s, timeout):
-                    yield hub_pb2.RaceIdleResponse(idle=idle)
+                async for response in race.stream(max_wait_s, timeout):
+                    yield response
         finally:
+            self._races.discard(race)
             await race.close()
+
+    def interrupt_races(self, error: WshError) -> None:
+        """End every open RaceIdle stream with ``error`` (server shutdown)."""
+        for race in self._races:
+            race.fail(error)
 
     # -- servers --------------------------------------------------------------
 

@@ -31,11 +31,13 @@ from wsh.sessions.race import LocalRace
 from wsh.sessions.session import Session
 from wsh.terminal.foreground import Foreground
 from wsh.text import quote
-from wsh.v1 import hub_pb2, types_pb2
+from wsh.v1 import hub_pb2
 
 log = logging.getLogger(__name__)
 
-RenderIdle = Callable[[Session, int, Foreground | None], types_pb2.Idle]
+# A settled local session (with the foreground found as it settled) as the
+# response every stream sends, and its size.
+RenderSettle = Callable[[Session, int, Foreground | None], tuple[hub_pb2.RaceIdleResponse, int]]
 
 # Bytes of settles waiting for the client past which backends' streams are
 # not read further (HTTP/2 flow control then holds the backends back): a
@@ -50,55 +52,51 @@ class SettleQueue:
     A client that reads slowly must not make this grow: a newer settle of a
     session still waiting replaces the older one (and goes to the back, as it
     settled later), so the queue never holds more entries than sessions.
+    Entries are the responses as sent, with their size measured once by
+    whoever built them: a local one is shared by every stream (ByteSize
+    walks the whole message: 27 ms for a 3.75 MB styled screen).
     """
 
-    # The size of the Idles put lately, by identity (the entry holds the
-    # message, so the id is not reused while it is here). Local Idles are
-    # shared by every stream (wsh.api.render), and ByteSize walks the whole
-    # message each time: 27 ms for a 3.75 MB styled screen, per stream. One
-    # cache for every queue, on purpose.
-    _sizes: OrderedDict[int, tuple[types_pb2.Idle, int]] = OrderedDict()  # noqa: RUF012
-    _SIZES_MAX = 256
-
     def __init__(self) -> None:
-        self._items: OrderedDict[tuple[str, str], tuple[types_pb2.Idle, int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], tuple[hub_pb2.RaceIdleResponse, int]] = (
+            OrderedDict()
+        )
         self._waiter: asyncio.Future[None] | None = None
+        self._failure: Exception | None = None
         self.pending_bytes = 0
         self._taken = asyncio.Event()
 
-    @classmethod
-    def _size(cls, idle: types_pb2.Idle) -> int:
-        known = cls._sizes.get(id(idle))
-        if known is not None and known[0] is idle:
-            return known[1]
-        size = idle.ByteSize()
-        cls._sizes[id(idle)] = (idle, size)
-        if len(cls._sizes) > cls._SIZES_MAX:
-            cls._sizes.popitem(last=False)
-        return size
-
-    def put(self, idle: types_pb2.Idle) -> None:
-        key = (idle.server, idle.session)
+    def put(self, response: hub_pb2.RaceIdleResponse, size: int) -> None:
+        key = (response.idle.server, response.idle.session)
         replaced = self._items.pop(key, None)
         if replaced is not None:
             self.pending_bytes -= replaced[1]
-        size = self._size(idle)
-        self._items[key] = (idle, size)
+        self._items[key] = (response, size)
         self.pending_bytes += size
+        self._wake()
+
+    def fail(self, error: Exception) -> None:
+        """End the stream: ``get`` raises ``error`` from now on."""
+        self._failure = error
+        self._wake()
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def get(self) -> types_pb2.Idle:
+    async def get(self) -> hub_pb2.RaceIdleResponse:
         while not self._items:
+            if self._failure is not None:
+                raise self._failure
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        idle, size = self._items.popitem(last=False)[1]
+        response, size = self._items.popitem(last=False)[1]
         self.pending_bytes -= size
         self._taken.set()
-        return idle
+        return response
 
     async def room(self, limit: int) -> None:
         """Return once fewer than ``limit`` bytes of settles are waiting."""
@@ -143,7 +141,7 @@ class ClusterRace:
         *,
         timeout_ms: int,
         sessions: SessionManager,
-        render: RenderIdle,
+        render: RenderSettle,
         federation: Federation,
         scope: RaceScope,
     ) -> None:
@@ -164,7 +162,7 @@ class ClusterRace:
             self._local = LocalRace(
                 sessions,
                 lambda session, generation, foreground: self._queue.put(
-                    render(session, generation, foreground)
+                    *render(session, generation, foreground)
                 ),
                 tags=self._tags,
                 timeout_ms=timeout_ms,
@@ -283,7 +281,8 @@ class ClusterRace:
             stream = link.hub.RaceIdle(self._backend_request(backend), metadata=link.metadata)
             try:
                 async for response in stream:
-                    self._offer(sanitize.clean_idle(response.idle, backend.hostname))
+                    sanitize.clean_idle(response.idle, backend.hostname)
+                    self._offer(response)
                     await self._queue.room(MAX_PENDING_BYTES)
             except grpc.aio.AioRpcError as err:
                 if err.code() not in (
@@ -296,14 +295,19 @@ class ClusterRace:
             finally:
                 stream.cancel()
 
-    def _offer(self, idle: types_pb2.Idle) -> None:
+    def _offer(self, response: hub_pb2.RaceIdleResponse) -> None:
+        idle = response.idle
         key = (idle.server, idle.session)
         # A reopened backend stream reports settled sessions again: each
         # generation goes to the client at most once.
         if self._last_sent.get(key, -1) >= idle.generation:
             return
         self._last_sent[key] = idle.generation
-        self._queue.put(idle)
+        self._queue.put(response, response.ByteSize())
+
+    def fail(self, error: Exception) -> None:
+        """End the race's stream with ``error`` (the server is shutting down)."""
+        self._queue.fail(error)
 
     async def close(self) -> None:
         tasks = list(self._pumps.values())
@@ -320,12 +324,12 @@ class ClusterRace:
 
     async def stream(
         self, max_wait_s: float, on_timeout: Exception
-    ) -> AsyncIterator[types_pb2.Idle]:
+    ) -> AsyncIterator[hub_pb2.RaceIdleResponse]:
         """Yield settles until the caller stops; ``on_timeout`` after ``max_wait_s`` of none."""
         while True:
             try:
                 async with asyncio.timeout(max_wait_s):
-                    idle = await self._queue.get()
+                    response = await self._queue.get()
             except TimeoutError:
                 raise on_timeout from None
-            yield idle
+            yield response

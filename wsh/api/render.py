@@ -12,7 +12,7 @@ from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
 from wsh.terminal.foreground import Foreground, Readiness
 from wsh.terminal.screen import ScreenView, StyledLine
-from wsh.v1 import types_pb2
+from wsh.v1 import hub_pb2, types_pb2
 
 
 @dataclass(slots=True)
@@ -24,6 +24,9 @@ class _Rendered:
     # Per row, the spans and their protobuf (styled views only).
     rows: list[tuple[StyledLine, types_pb2.StyledLine]]
     idle: types_pb2.Idle | None = None
+    # The RaceIdleResponse holding a copy of ``idle``, and its size, for
+    # every race stream; built from the Idle named first.
+    settle: tuple[types_pb2.Idle, hub_pb2.RaceIdleResponse, int] | None = None
 
 
 class ScreenRenderer:
@@ -82,6 +85,7 @@ class ScreenRenderer:
         unknown = foreground is not None and foreground.readiness is Readiness.UNKNOWN
         if (
             idle is None
+            or idle.session != session.name
             or idle.server != server
             or idle.HasField("exit_code") != (exit_code is not None)
             or (exit_code is not None and idle.exit_code != exit_code)
@@ -100,6 +104,24 @@ class ScreenRenderer:
                 ready_unknown=unknown,
             )
         return idle
+
+    def settle(
+        self,
+        session: Session,
+        server: str,
+        generation: int,
+        styled: bool,
+        foreground: Foreground | None,
+    ) -> tuple[hub_pb2.RaceIdleResponse, int]:
+        """The RaceIdle response for the session's Idle (see :meth:`idle`) and
+        its size, built and measured once for every stream: shared, not to be
+        changed."""
+        idle = self.idle(session, server, generation, styled, foreground)
+        rendered = self._rendered(session, styled, generation)
+        if rendered.settle is None or rendered.settle[0] is not idle:
+            response = hub_pb2.RaceIdleResponse(idle=idle)
+            rendered.settle = (idle, response, response.ByteSize())
+        return rendered.settle[1], rendered.settle[2]
 
 
 def _styled_rows(
