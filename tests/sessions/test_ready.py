@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.sessions.test_manager import WAIT_S
+from wsh.sessions import session as session_module
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.session import Session
 from wsh.terminal import foreground as fg_module
@@ -245,3 +246,29 @@ async def test_a_group_with_no_member_in_sight_is_busy_not_unknown(
     session = manager.create(command="exec sleep 30")
     state = fg_module.inspect(session.process.pid, session.process.pid + 10_000_000, "/dev/null")
     assert state.readiness is Readiness.BUSY
+
+
+async def test_listings_reinspect_within_a_shared_budget(
+    manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session, _ = await prompt(manager)
+    assert session.foreground() == Foreground(Readiness.READY, "bash")
+    session.send(b"exec sleep 30\n")
+    # Moved on since the last inspection: looked at again after 0.1 s...
+    await asyncio.sleep(0.3)
+    assert session.foreground() == session.inspect()
+    assert session.info("unit").foreground == "sleep"
+    # ...unless the budget of the whole process is spent: the last one shows.
+    before = session.foreground()
+    monkeypatch.setattr(session_module, "_LISTING_BUDGET", session_module._Budget(0, 0))
+    monkeypatch.setattr(session_module, "FOREGROUND_FRESH_S", 0.0)
+    calls: list[int] = []
+    real = fg_module.inspect
+
+    def counted(leader: int, pgrp: int, tty: str) -> Foreground:
+        calls.append(leader)
+        return real(leader, pgrp, tty)
+
+    monkeypatch.setattr(fg_module, "inspect", counted)
+    assert session.foreground() is before
+    assert calls == []
