@@ -352,6 +352,19 @@ def test_chained_and_mutual_hubs_race_only_their_own_backends(tmp_path: Path) ->
         add(stubs["hubB"], procs["hubC"].url)
         create(stubs["hubC"], "only-on-C", command="cat", tags=["chain"])
         create(stubs["hubB"], "on-B", command="cat", tags=["chain"])
+        # Made on B directly, not through A: A learns of it from B's Link event.
+        wait_until(
+            lambda: (
+                [
+                    s.name
+                    for s in stubs["hubA"]
+                    .ListSessions(hub_pb2.ListSessionsRequest(tags=["chain"]), timeout=RPC_TIMEOUT)
+                    .sessions
+                ]
+                == ["on-B"]
+            ),
+            what="hubA to list on-B",
+        )
         # A's race covers A and its backend B, never B's own backend C.
         stream = stubs["hubA"].RaceIdle(
             hub_pb2.RaceIdleRequest(tags=["chain"], timeout_ms=0, max_wait_ms=1500),
