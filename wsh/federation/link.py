@@ -303,13 +303,21 @@ class BackendLink:
                     self._handle(await self._read(call, HEARTBEAT_MISS_S))
             finally:
                 beats.cancel()
-                # A heartbeat written as the call ends fails with "RPC already
-                # finished"; the read above says why it ended. Let through, that
-                # error killed the link task and left the backend HEALTHY.
-                with contextlib.suppress(
-                    asyncio.CancelledError, asyncio.InvalidStateError, grpc.aio.AioRpcError
-                ):
+                try:
                     await beats
+                except asyncio.CancelledError:
+                    # The heartbeats' own end; but when this task is being
+                    # cancelled (close), that must go on, or close() waits
+                    # for ever on a link that reconnects.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+                except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                    # A heartbeat written as the call ends fails with "RPC
+                    # already finished"; the read above says why it ended.
+                    # Let through, that error killed the link task and left
+                    # the backend HEALTHY.
+                    pass
         finally:
             call.cancel()
 
