@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import _harness as h
 import grpc
+from roundtrip import tmux_cli_probe, tmux_control_probe, visible_probe
 
 from wsh.v1 import hub_pb2
 
@@ -58,38 +59,6 @@ def ready_probe(hub: h.HubStub, session: str, early: list[str]) -> Callable[[str
         if lines[-2:] != [token, h.PROMPT_LINE] or not idle.ready:
             early.append(f"{token}: {lines[-3:]}")
         return elapsed
-
-    return probe
-
-
-def visible_probe(hub: h.HubStub, session: str) -> Callable[[str], int]:
-    def probe(token: str) -> int:
-        start = h.now_ns()
-        h.send_poll(hub, session, f"echo {token}\n".encode(), token, 0.0, WAIT_S)
-        return h.now_ns() - start
-
-    return probe
-
-
-def tmux_cli_probe(tmux: h.Tmux, target: str) -> Callable[[str], int]:
-    def probe(token: str) -> int:
-        start = h.now_ns()
-        tmux.send_poll(target, f"echo {token}", token, 0.0, WAIT_S)
-        return h.now_ns() - start
-
-    return probe
-
-
-def tmux_control_probe(control: h.TmuxControl, target: str) -> Callable[[str], int]:
-    def probe(token: str) -> int:
-        start = h.now_ns()
-        control.command(f"send-keys -t {target} 'echo {token}' Enter")
-        h.poll_until(
-            lambda: True if token in control.command(f"capture-pane -p -t {target}") else None,
-            WAIT_S,
-            what=token,
-        )
-        return h.now_ns() - start
 
     return probe
 
