@@ -121,20 +121,83 @@ class Inventory(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]: ...
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]:
+        """Whether each session is settled as of the inventory, in the same order."""
+
     def __init__(
         self,
         *,
         sessions: _abc.Iterable[_types_pb2.Session] | None = ...,
+        states: _abc.Iterable[Global___SessionTransition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Inventory: _TypeAlias = Inventory  # noqa: Y015
+
+@_typing.final
+class SessionTransition(_message.Message):
+    """A session settled (no output or input for the backend's settle time,
+    nothing left to emulate) or became active again after it had settled.
+    Sent as it happens, so that a hub knows which sessions are settled
+    without asking: races and watchers are answered from it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    QUIET_FIELD_NUMBER: _builtins.int
+    QUIET_MS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    generation: _builtins.int
+    quiet: _builtins.bool
+    quiet_ms: _builtins.int
+    """When quiet: milliseconds since the session's last activity, as sent."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        generation: _builtins.int = ...,
+        quiet: _builtins.bool = ...,
+        quiet_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "name", b"name", "quiet", b"quiet", "quiet_ms", b"quiet_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionTransition: _TypeAlias = SessionTransition  # noqa: Y015
+
+@_typing.final
+class Transitions(_message.Message):
+    """Transitions that happened in one turn of the backend's event loop."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSITIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]: ...
+    def __init__(
+        self,
+        *,
+        transitions: _abc.Iterable[Global___SessionTransition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transitions", b"transitions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Transitions: _TypeAlias = Transitions  # noqa: Y015
 
 @_typing.final
 class SessionEvent(_message.Message):
@@ -206,6 +269,7 @@ class LinkResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     INVENTORY_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    TRANSITIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def identity(self) -> Global___Identity: ...
     @_builtins.property
@@ -214,6 +278,8 @@ class LinkResponse(_message.Message):
     def inventory(self) -> Global___Inventory: ...
     @_builtins.property
     def event(self) -> Global___SessionEvent: ...
+    @_builtins.property
+    def transitions(self) -> Global___Transitions: ...
     def __init__(
         self,
         *,
@@ -221,12 +287,13 @@ class LinkResponse(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         inventory: Global___Inventory | None = ...,
         event: Global___SessionEvent | None = ...,
+        transitions: Global___Transitions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message", "transitions", b"transitions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message", "transitions", b"transitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["identity", "heartbeat", "inventory", "event"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["identity", "heartbeat", "inventory", "event", "transitions"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 

@@ -695,6 +695,7 @@ class RaceIdleRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     FRESH_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    EXCLUDE_FIELD_NUMBER: _builtins.int
     server: _builtins.str
     """Filter: empty means every healthy server."""
     timeout_ms: _builtins.int
@@ -718,6 +719,13 @@ class RaceIdleRequest(_message.Message):
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Sessions having ANY of these tags; empty means all."""
 
+    @_builtins.property
+    def exclude(self) -> _containers.RepeatedCompositeFieldContainer[Global___RaceExclusion]:
+        """Sessions to skip, as last_session does (at most 10000): a race-first
+        loop passes every session it has already collected, so N sessions take
+        N calls.
+        """
+
     def __init__(
         self,
         *,
@@ -731,16 +739,49 @@ class RaceIdleRequest(_message.Message):
         format: _types_pb2.ScreenFormat.ValueType = ...,
         fresh: _builtins.bool = ...,
         mode: Global___IdleMode.ValueType = ...,
+        exclude: _abc.Iterable[Global___RaceExclusion] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "last_generation", b"last_generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "exclude", b"exclude", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__last_generation: _TypeAlias = _typing.Literal["last_generation"]  # noqa: Y015
     _WhichOneofArgType__last_generation: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__last_generation) -> _WhichOneofReturnType__last_generation | None: ...
 
 Global___RaceIdleRequest: _TypeAlias = RaceIdleRequest  # noqa: Y015
+
+@_typing.final
+class RaceExclusion(_message.Message):
+    """A session a race skips until its generation moves past `generation`. An
+    EXITED session excluded at its final generation is out of the race.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Empty: resolved by the session's name like any call naming a session
+    (see HubService).
+    """
+    session: _builtins.str
+    generation: _builtins.int
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        session: _builtins.str = ...,
+        generation: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "server", b"server", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RaceExclusion: _TypeAlias = RaceExclusion  # noqa: Y015
 
 @_typing.final
 class RaceIdleResponse(_message.Message):
