@@ -62,6 +62,126 @@ settles the session instead and Idle.ready_unknown says so.
 """
 Global___IdleMode: _TypeAlias = IdleMode  # noqa: Y015
 
+class _WatchEvent:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WatchEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WatchEvent.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WATCH_EVENT_UNSPECIFIED: _WatchEvent.ValueType  # 0
+    WATCH_EVENT_SERVER: _WatchEvent.ValueType  # 1
+    """Snapshot: a server in scope as it is (`server_info`), this server first."""
+    WATCH_EVENT_SESSION: _WatchEvent.ValueType  # 2
+    """Snapshot: a session in scope as it is (`session_info`, `quiet`)."""
+    WATCH_EVENT_SYNCED: _WatchEvent.ValueType  # 3
+    """The snapshot is complete; every later response is a change, until the
+    next snapshot (see `resync`).
+    """
+    WATCH_EVENT_SESSION_CREATED: _WatchEvent.ValueType  # 4
+    """A session was created, or became known to this hub: a backend added,
+    or back with sessions made while it was unreachable.
+    """
+    WATCH_EVENT_SESSION_RENAMED: _WatchEvent.ValueType  # 5
+    """Renamed from `previous_name` to `session`."""
+    WATCH_EVENT_SESSION_TAGS_CHANGED: _WatchEvent.ValueType  # 6
+    """Tags changed from `previous_tags` to `session_info.tags`. A watcher
+    with a tag filter gets this event when the session had a wanted tag
+    before or has one now: a session leaving its scope says so here, and
+    one entering it is then described whole.
+    """
+    WATCH_EVENT_SESSION_RESIZED: _WatchEvent.ValueType  # 7
+    """Resized to `session_info.rows` x `session_info.cols`."""
+    WATCH_EVENT_SESSION_EXITED: _WatchEvent.ValueType  # 8
+    """The process exited: `session_info.exit_code` (negative: killed by that
+    signal). The session stays until it is killed or expires.
+    """
+    WATCH_EVENT_SESSION_KILLED: _WatchEvent.ValueType  # 9
+    """Killed (KillSession, or the server shutting down); gone."""
+    WATCH_EVENT_SESSION_EXPIRED: _WatchEvent.ValueType  # 10
+    """Exited, then forgotten once its retention time passed; gone."""
+    WATCH_EVENT_SESSION_REMOVED: _WatchEvent.ValueType  # 11
+    """No longer known to this hub, for a reason the hub cannot tell: it ended
+    while its server was unreachable, or its server was removed or rejected
+    (a SERVER_REMOVED follows the REMOVED of each of its sessions).
+    """
+    WATCH_EVENT_SESSION_BUSY: _WatchEvent.ValueType  # 12
+    """Output or input after the session had settled, at `generation`."""
+    WATCH_EVENT_SESSION_IDLE: _WatchEvent.ValueType  # 13
+    """Settled at `generation` (no output or input for the server's settle
+    time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+    last activity.
+    """
+    WATCH_EVENT_SERVER_ADDED: _WatchEvent.ValueType  # 14
+    """A backend was registered (`server_info`, usually CONNECTING)."""
+    WATCH_EVENT_SERVER_REMOVED: _WatchEvent.ValueType  # 15
+    """A backend was deregistered; its sessions were reported REMOVED first."""
+    WATCH_EVENT_SERVER_HEALTH_CHANGED: _WatchEvent.ValueType  # 16
+    """A server's health changed (`server_info.health`, `last_error`). The
+    sessions of a server that is not HEALTHY are kept as last known: they
+    are neither listed nor reachable until it is back, and then the events
+    bring them up to date (created, removed, changed) rather than
+    repeating them all.
+    """
+
+class WatchEvent(_WatchEvent, metaclass=_WatchEventEnumTypeWrapper):
+    """What a WatchSessionsResponse reports."""
+
+WATCH_EVENT_UNSPECIFIED: WatchEvent.ValueType  # 0
+WATCH_EVENT_SERVER: WatchEvent.ValueType  # 1
+"""Snapshot: a server in scope as it is (`server_info`), this server first."""
+WATCH_EVENT_SESSION: WatchEvent.ValueType  # 2
+"""Snapshot: a session in scope as it is (`session_info`, `quiet`)."""
+WATCH_EVENT_SYNCED: WatchEvent.ValueType  # 3
+"""The snapshot is complete; every later response is a change, until the
+next snapshot (see `resync`).
+"""
+WATCH_EVENT_SESSION_CREATED: WatchEvent.ValueType  # 4
+"""A session was created, or became known to this hub: a backend added,
+or back with sessions made while it was unreachable.
+"""
+WATCH_EVENT_SESSION_RENAMED: WatchEvent.ValueType  # 5
+"""Renamed from `previous_name` to `session`."""
+WATCH_EVENT_SESSION_TAGS_CHANGED: WatchEvent.ValueType  # 6
+"""Tags changed from `previous_tags` to `session_info.tags`. A watcher
+with a tag filter gets this event when the session had a wanted tag
+before or has one now: a session leaving its scope says so here, and
+one entering it is then described whole.
+"""
+WATCH_EVENT_SESSION_RESIZED: WatchEvent.ValueType  # 7
+"""Resized to `session_info.rows` x `session_info.cols`."""
+WATCH_EVENT_SESSION_EXITED: WatchEvent.ValueType  # 8
+"""The process exited: `session_info.exit_code` (negative: killed by that
+signal). The session stays until it is killed or expires.
+"""
+WATCH_EVENT_SESSION_KILLED: WatchEvent.ValueType  # 9
+"""Killed (KillSession, or the server shutting down); gone."""
+WATCH_EVENT_SESSION_EXPIRED: WatchEvent.ValueType  # 10
+"""Exited, then forgotten once its retention time passed; gone."""
+WATCH_EVENT_SESSION_REMOVED: WatchEvent.ValueType  # 11
+"""No longer known to this hub, for a reason the hub cannot tell: it ended
+while its server was unreachable, or its server was removed or rejected
+(a SERVER_REMOVED follows the REMOVED of each of its sessions).
+"""
+WATCH_EVENT_SESSION_BUSY: WatchEvent.ValueType  # 12
+"""Output or input after the session had settled, at `generation`."""
+WATCH_EVENT_SESSION_IDLE: WatchEvent.ValueType  # 13
+"""Settled at `generation` (no output or input for the server's settle
+time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+last activity.
+"""
+WATCH_EVENT_SERVER_ADDED: WatchEvent.ValueType  # 14
+"""A backend was registered (`server_info`, usually CONNECTING)."""
+WATCH_EVENT_SERVER_REMOVED: WatchEvent.ValueType  # 15
+"""A backend was deregistered; its sessions were reported REMOVED first."""
+WATCH_EVENT_SERVER_HEALTH_CHANGED: WatchEvent.ValueType  # 16
+"""A server's health changed (`server_info.health`, `last_error`). The
+sessions of a server that is not HEALTHY are kept as last known: they
+are neither listed nor reachable until it is back, and then the events
+bring them up to date (created, removed, changed) rather than
+repeating them all.
+"""
+Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
+
 class _ServerHealth:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -804,6 +924,121 @@ class RaceIdleResponse(_message.Message):
 Global___RaceIdleResponse: _TypeAlias = RaceIdleResponse  # noqa: Y015
 
 @_typing.final
+class WatchSessionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Filter: empty means the whole cluster; this server's hostname, its own
+    sessions; a backend's hostname, that backend's (SERVER_NOT_FOUND if no
+    registered server has it). A backend's events come from the Link the
+    hub already holds: a watch never opens a stream to a backend.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sessions having ANY of these tags; empty means all. Server events are
+        sent whatever the tags.
+        """
+
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        server: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["server", b"server", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionsRequest: _TypeAlias = WatchSessionsRequest  # noqa: Y015
+
+@_typing.final
+class WatchSessionsResponse(_message.Message):
+    """One event of a WatchSessions stream.
+
+    The stream starts with a snapshot: a SERVER for each server in scope, a
+    SESSION for each session in scope (those of servers that are not HEALTHY
+    too, as last known), then SYNCED. From then on each change is one event,
+    in the order this hub learned of them; a session event names its server
+    and session. A watcher that reads too slowly never holds the server
+    back: past 4096 pending events its queue is dropped and it gets a new
+    snapshot instead, every response of which has `resync` set; a client then
+    replaces what it knew by that snapshot.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    SESSION_INFO_FIELD_NUMBER: _builtins.int
+    PREVIOUS_NAME_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TAGS_FIELD_NUMBER: _builtins.int
+    SERVER_INFO_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    QUIET_FIELD_NUMBER: _builtins.int
+    QUIET_MS_FIELD_NUMBER: _builtins.int
+    RESYNC_FIELD_NUMBER: _builtins.int
+    RESYNCS_FIELD_NUMBER: _builtins.int
+    event: Global___WatchEvent.ValueType
+    server: _builtins.str
+    """Hostname of the server the event is about."""
+    session: _builtins.str
+    """Name of the session; empty for server events and SYNCED."""
+    previous_name: _builtins.str
+    """RENAMED: the name before."""
+    generation: _builtins.int
+    """BUSY and IDLE: the session's generation."""
+    quiet: _builtins.bool
+    """SESSION: whether the session is settled; IDLE: true."""
+    quiet_ms: _builtins.int
+    """IDLE: milliseconds since the session's last activity."""
+    resync: _builtins.bool
+    """Part of a snapshot sent because the watcher fell behind."""
+    resyncs: _builtins.int
+    """How many times this stream has been resynchronised so far."""
+    @_builtins.property
+    def session_info(self) -> _types_pb2.Session:
+        """The session as it is now; for KILLED, EXPIRED and REMOVED as last
+        known. Unset for BUSY and IDLE.
+        """
+
+    @_builtins.property
+    def previous_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """TAGS_CHANGED: the tags before, sorted."""
+
+    @_builtins.property
+    def server_info(self) -> Global___Server:
+        """SERVER and server events: the server as it is now."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___WatchEvent.ValueType = ...,
+        server: _builtins.str = ...,
+        session: _builtins.str = ...,
+        session_info: _types_pb2.Session | None = ...,
+        previous_name: _builtins.str = ...,
+        previous_tags: _abc.Iterable[_builtins.str] | None = ...,
+        server_info: Global___Server | None = ...,
+        generation: _builtins.int = ...,
+        quiet: _builtins.bool = ...,
+        quiet_ms: _builtins.int = ...,
+        resync: _builtins.bool = ...,
+        resyncs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_info", b"server_info", "session_info", b"session_info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "generation", b"generation", "previous_name", b"previous_name", "previous_tags", b"previous_tags", "quiet", b"quiet", "quiet_ms", b"quiet_ms", "resync", b"resync", "resyncs", b"resyncs", "server", b"server", "server_info", b"server_info", "session", b"session", "session_info", b"session_info"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionsResponse: _TypeAlias = WatchSessionsResponse  # noqa: Y015
+
+@_typing.final
 class Server(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1129,6 +1364,7 @@ class ServerStats(_message.Message):
     RSS_BYTES_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     RACES_FIELD_NUMBER: _builtins.int
+    WATCHES_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
     open_fds: _builtins.int
     """Open file descriptors of the server process."""
@@ -1141,6 +1377,8 @@ class ServerStats(_message.Message):
     links: _builtins.int
     """Open Link streams from hubs, and RaceIdle streams being served."""
     races: _builtins.int
+    watches: _builtins.int
+    """WatchSessions streams being served."""
     def __init__(
         self,
         *,
@@ -1151,10 +1389,11 @@ class ServerStats(_message.Message):
         rss_bytes: _builtins.int = ...,
         links: _builtins.int = ...,
         races: _builtins.int = ...,
+        watches: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks", "watches", b"watches"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -112,6 +112,11 @@ class HubServiceStub:
                 request_serializer=wsh_dot_v1_dot_hub__pb2.RaceIdleRequest.SerializeToString,
                 response_deserializer=wsh_dot_v1_dot_hub__pb2.RaceIdleResponse.FromString,
                 _registered_method=True)
+        self.WatchSessions = channel.unary_stream(
+                '/wsh.v1.HubService/WatchSessions',
+                request_serializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsRequest.SerializeToString,
+                response_deserializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsResponse.FromString,
+                _registered_method=True)
         self.ListServers = channel.unary_unary(
                 '/wsh.v1.HubService/ListServers',
                 request_serializer=wsh_dot_v1_dot_hub__pb2.ListServersRequest.SerializeToString,
@@ -244,6 +249,15 @@ class HubServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSessions(self, request, context):
+        """Streams the sessions and servers in scope: a snapshot, then one event
+        per change, for as long as the caller keeps the stream open (see
+        WatchSessionsResponse).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListServers(self, request, context):
         """Lists this server first, then every registered backend.
         """
@@ -342,6 +356,11 @@ def add_HubServiceServicer_to_server(servicer, server):
                     servicer.RaceIdle,
                     request_deserializer=wsh_dot_v1_dot_hub__pb2.RaceIdleRequest.FromString,
                     response_serializer=wsh_dot_v1_dot_hub__pb2.RaceIdleResponse.SerializeToString,
+            ),
+            'WatchSessions': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSessions,
+                    request_deserializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsRequest.FromString,
+                    response_serializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsResponse.SerializeToString,
             ),
             'ListServers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListServers,
@@ -694,6 +713,33 @@ class HubService:
             '/wsh.v1.HubService/RaceIdle',
             wsh_dot_v1_dot_hub__pb2.RaceIdleRequest.SerializeToString,
             wsh_dot_v1_dot_hub__pb2.RaceIdleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wsh.v1.HubService/WatchSessions',
+            wsh_dot_v1_dot_hub__pb2.WatchSessionsRequest.SerializeToString,
+            wsh_dot_v1_dot_hub__pb2.WatchSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

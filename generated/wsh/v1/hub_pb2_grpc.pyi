@@ -75,6 +75,11 @@ class HubServiceStub:
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _grpc.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]
     """Streams sessions in scope as they settle, first settled first."""
+    WatchSessions: _grpc.UnaryStreamMultiCallable[_hub_pb2.WatchSessionsRequest, _hub_pb2.WatchSessionsResponse]
+    """Streams the sessions and servers in scope: a snapshot, then one event
+    per change, for as long as the caller keeps the stream open (see
+    WatchSessionsResponse).
+    """
     ListServers: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]
     """Lists this server first, then every registered backend."""
     GetServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]
@@ -134,6 +139,11 @@ class HubServiceAsyncStub(HubServiceStub):
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _aio.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]  # type: ignore[assignment]
     """Streams sessions in scope as they settle, first settled first."""
+    WatchSessions: _aio.UnaryStreamMultiCallable[_hub_pb2.WatchSessionsRequest, _hub_pb2.WatchSessionsResponse]  # type: ignore[assignment]
+    """Streams the sessions and servers in scope: a snapshot, then one event
+    per change, for as long as the caller keeps the stream open (see
+    WatchSessionsResponse).
+    """
     ListServers: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]  # type: ignore[assignment]
     """Lists this server first, then every registered backend."""
     GetServer: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]  # type: ignore[assignment]
@@ -256,6 +266,17 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_hub_pb2.RaceIdleResponse], _abc.AsyncIterator[_hub_pb2.RaceIdleResponse]]:
         """Streams sessions in scope as they settle, first settled first."""
+
+    @_abc_1.abstractmethod
+    def WatchSessions(
+        self,
+        request: _hub_pb2.WatchSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_hub_pb2.WatchSessionsResponse], _abc.AsyncIterator[_hub_pb2.WatchSessionsResponse]]:
+        """Streams the sessions and servers in scope: a snapshot, then one event
+        per change, for as long as the caller keeps the stream open (see
+        WatchSessionsResponse).
+        """
 
     @_abc_1.abstractmethod
     def ListServers(
