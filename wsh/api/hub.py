@@ -14,6 +14,7 @@ from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
+from wsh.api.watch import Watcher, Watches
 from wsh.errors import Kind, WshError, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
@@ -53,6 +54,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._render = ScreenRenderer()
         self._races: set[ClusterRace] = set()
         self._inventory = InventoryRenderer()
+        self._watches = Watches(
+            identity.hostname,
+            sessions,
+            self.registry,
+            self._self_server,
+            self._backend_server,
+        )
 
     @property
     def hostname(self) -> str:
@@ -272,9 +280,21 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             await race.close()
 
     def interrupt_races(self, error: WshError) -> None:
-        """End every open RaceIdle stream with ``error`` (server shutdown)."""
+        """End every open RaceIdle and WatchSessions stream with ``error`` (server shutdown)."""
         for race in self._races:
             race.fail(error)
+        self._watches.fail(error)
+
+    @streaming
+    async def WatchSessions(
+        self, request: hub_pb2.WatchSessionsRequest, context: Ctx
+    ) -> AsyncIterator[hub_pb2.WatchSessionsResponse]:
+        tags = frozenset(check_tags(list(request.tags)))
+        if request.server and request.server != self.hostname:
+            self.registry.find(request.server)  # SERVER_NOT_FOUND
+        with self._limits.hold(context.peer(), "WatchSessions"):
+            async for response in self._watches.stream(Watcher(request.server, tags)):
+                yield response
 
     # -- servers --------------------------------------------------------------
 
@@ -371,6 +391,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 rss_bytes=proc.rss_bytes,
                 links=self._limits.total("Link"),
                 races=self._limits.total("RaceIdle"),
+                watches=self._limits.total("WatchSessions"),
             )
         )
         return response

@@ -27,8 +27,10 @@ from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
 from wsh.federation.auth import bearer_metadata, redact
 from wsh.federation.ip_access import IpAccess
-from wsh.federation.registry import Backend, Health, Registry
+from wsh.federation.registry import Backend, Health, Registry, ServerChange, ServerChangeKind
 from wsh.identity import ServerIdentity
+from wsh.sessions import changes
+from wsh.sessions.changes import ChangeKind
 from wsh.text import printable
 from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2_grpc
 
@@ -199,7 +201,7 @@ class BackendLink:
         # and races) so that a call naming one of its sessions is told the
         # server is unavailable, and no other backend can claim the name.
         if health is Health.REJECTED:
-            backend.clear_sessions()
+            self._registry.forget_sessions(backend)
         error = redact(error, [backend.token])
         # Our own messages quote what they cite already; anything that still
         # holds a control character came from a peer unquoted.
@@ -216,9 +218,12 @@ class BackendLink:
                 health.value,
                 f": {error}" if error else "",
             )
+        changed = backend.health is not health
         backend.health = health
         backend.last_error = error
         self._registry.changes.bump()
+        if changed:
+            self._registry.publish(ServerChange(ServerChangeKind.HEALTH_CHANGED, backend))
 
     # -- the loop -------------------------------------------------------------
 
@@ -290,11 +295,17 @@ class BackendLink:
             sessions = sanitize.check_inventory(
                 [convert.session_from_pb(s) for s in listed], backend.hostname
             )
+            # The new inventory replaces the old one at once; watchers get
+            # the differences (a backend back from a drop is no flood of
+            # events, and changes made meanwhile are no gap).
+            before = dict(backend.sessions)
             backend.clear_sessions()
             for info in sessions:
                 backend.upsert(info)
             self._sent_at.clear()
             self._set(Health.HEALTHY)
+            for change in changes.resynced(before, backend.sessions):
+                self._registry.publish(change)
             beats = asyncio.get_running_loop().create_task(
                 self._heartbeats(call), name=f"heartbeat-{backend.hostname}"
             )
@@ -400,10 +411,22 @@ class BackendLink:
                         what="sessions",
                         backend=backend.hostname,
                     )
+                # A previous name it never announced is not passed on.
+                previous = event.previous_name if event.previous_name in backend.sessions else ""
+                old = backend.sessions.get(previous or info.name)
                 backend.upsert(info, event.previous_name)
+                self._registry.changes.bump()
+                for change in changes.upserted(old, info, previous):
+                    self._registry.publish(change)
             elif event.removed:
+                gone = backend.sessions.get(event.removed)
                 backend.remove(event.removed)
-            self._registry.changes.bump()
+                self._registry.changes.bump()
+                if gone is not None:
+                    how = ChangeKind.EXPIRED if event.expired else ChangeKind.KILLED
+                    self._registry.publish(changes.removed(gone, how))
+            else:
+                self._registry.changes.bump()
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wsh.errors import Kind, WshError, session_not_found, shorten
 from wsh.federation.address import BackendAddress
+from wsh.sessions.changes import ChangeKind, SessionChange, removed
 from wsh.sessions.info import SessionInfo
+
+log = logging.getLogger(__name__)
 
 
 class Health(enum.Enum):
@@ -108,6 +112,25 @@ class Changes:
         return self.version
 
 
+class ServerChangeKind(enum.Enum):
+    ADDED = "added"
+    REMOVED = "removed"
+    HEALTH_CHANGED = "health_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerChange:
+    """A backend registered, deregistered, or whose health changed; ``backend``
+    is as it is now."""
+
+    kind: ServerChangeKind
+    backend: Backend
+
+
+RegistryEvent = SessionChange | ServerChange
+RegistryListener = Callable[[RegistryEvent], None]
+
+
 def server_not_found(hostname: str) -> WshError:
     return WshError(
         Kind.NOT_FOUND,
@@ -124,6 +147,29 @@ class Registry:
         self.own_hostname = own_hostname
         self._backends: dict[str, Backend] = {}  # canonical address -> backend
         self.changes = Changes()
+        self._listeners: list[RegistryListener] = []
+
+    # -- events for watchers ---------------------------------------------------
+
+    def subscribe(self, listener: RegistryListener) -> Callable[[], None]:
+        """Call ``listener`` on every change of a backend or of its sessions, as
+        it happens; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def publish(self, event: RegistryEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("registry event listener failed")
+
+    def forget_sessions(self, backend: Backend) -> None:
+        """Drop a backend's inventory, telling watchers each session is gone."""
+        if self._listeners:
+            for info in list(backend.sessions.values()):
+                self.publish(removed(info, ChangeKind.REMOVED))
+        backend.clear_sessions()
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(list(self._backends.values()))
@@ -153,12 +199,14 @@ class Registry:
             )
         self._backends[backend.address.url] = backend
         self.changes.bump()
+        self.publish(ServerChange(ServerChangeKind.ADDED, backend))
 
     def remove(self, backend: Backend) -> None:
         if self._backends.get(backend.address.url) is backend:
             del self._backends[backend.address.url]
-            backend.clear_sessions()
+            self.forget_sessions(backend)
             self.changes.bump()
+            self.publish(ServerChange(ServerChangeKind.REMOVED, backend))
 
     def find(self, hostname: str = "", address: str = "") -> Backend:
         """A backend by hostname, or by address while its hostname is unknown."""
