@@ -94,11 +94,17 @@ def resynced(before: dict[str, SessionInfo], after: dict[str, SessionInfo]) -> l
     """The changes from one full inventory to the next (a backend that came back).
 
     A rename while the hub could not see cannot be told from a removal and a
-    creation, and is reported as both.
+    creation, and is reported as both; so is a session replaced by another
+    of the same name (a backend restarted and the name used again).
     """
-    changes = [
-        removed(info, ChangeKind.REMOVED) for name, info in before.items() if name not in after
-    ]
+    changes = []
+    kept: dict[str, SessionInfo] = {}
+    for name, info in before.items():
+        now = after.get(name)
+        if now is not None and (now.pid, now.created_at) == (info.pid, info.created_at):
+            kept[name] = info
+        else:
+            changes.append(removed(info, ChangeKind.REMOVED))
     for name, info in after.items():
-        changes.extend(upserted(before.get(name), info))
+        changes.extend(upserted(kept.get(name), info))
     return changes
