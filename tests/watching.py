@@ -72,7 +72,7 @@ class Watching:
         """The next events are ``wanted`` (event, server, session) in order."""
         got = []
         for kind, server, session in wanted:
-            event, before = self.until(lambda e: e.event not in skip, timeout)
+            event = self.until(lambda e: e.event not in skip, timeout)[0]
             assert (event.event, event.server, event.session) == (kind, server, session), (
                 f"expected {NAMES[kind]} {server}/{session}, got {describe(event)}"
             )
