@@ -63,6 +63,10 @@ class Watcher:
         self._failure: Exception | None = None
         self._ready = asyncio.Event()
 
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
     def wants_server(self, hostname: str) -> bool:
         return not self.server or self.server == hostname
 
