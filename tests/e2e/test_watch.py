@@ -7,7 +7,10 @@ events, and a backend that drops and comes back.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 
 from tests.calls import create, kill, send
 from tests.cluster import RPC_TIMEOUT, Cluster, wait_health
-from tests.procs import ServerProc, stub
+from tests.procs import ServerProc, read_line, stub
 from tests.watching import Watching
 from wsh.client import Client, WshRpcError
 from wsh.v1 import hub_pb2, hub_pb2_grpc
@@ -275,3 +278,68 @@ def test_backend_flap_resync(tmp_path: Path) -> None:
         (W.WATCH_EVENT_SESSION_REMOVED, "same"),
         (W.WATCH_EVENT_SESSION_CREATED, "same"),
     ]
+
+
+def wsh_watch(addr: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wsh", "--addr", addr, "watch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def json_line(proc: subprocess.Popen[bytes]) -> dict[str, object]:
+    assert proc.stdout is not None
+    line = read_line(proc.stdout, 15)
+    assert line, proc.stderr.read() if proc.stderr else b""
+    value: dict[str, object] = json.loads(line)
+    return value
+
+
+def test_cli_watch_json_lines_until_interrupted(cluster: Cluster) -> None:
+    hub = cluster.stub
+    assert hub is not None
+    proc = wsh_watch(cluster.hub.addr, "--json", "--tag", "cli")
+    try:
+        first = [json_line(proc) for _ in range(4)]
+        assert [(e["event"], e["server"]) for e in first] == [
+            ("WATCH_EVENT_SERVER", "hub"),
+            ("WATCH_EVENT_SERVER", "build-1"),
+            ("WATCH_EVENT_SERVER", "build-2"),
+            ("WATCH_EVENT_SYNCED", ""),
+        ]
+        create(hub, "cli-1", "build-1", tags=["cli"])
+        created = json_line(proc)
+        assert (created["event"], created["server"], created["session"]) == (
+            "WATCH_EVENT_SESSION_CREATED",
+            "build-1",
+            "cli-1",
+        )
+        assert created["session_info"]["tags"] == ["cli"]  # type: ignore[index]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 130
+        assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        kill(hub, "cli-1", "build-1")
+
+
+def test_cli_watch_ends_on_a_closed_pipe(cluster: Cluster) -> None:
+    hub = cluster.stub
+    assert hub is not None
+    proc = wsh_watch(cluster.hub.addr, "--server", "hub")
+    try:
+        assert proc.stdout is not None
+        assert read_line(proc.stdout, 15).startswith(b"server ")
+        proc.stdout.close()
+        # The next lines have nowhere to go.
+        create(hub, "pipe-1", "")
+        assert proc.wait(15) == 141
+        assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        kill(hub, "pipe-1", "")

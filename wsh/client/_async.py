@@ -134,7 +134,8 @@ class AsyncClient:
     ``""`` for the server this client talks to.
 
     ``AsyncClient``'s methods are coroutines, except :meth:`race_idle` and
-    :meth:`watch`, which return async iterators; create it inside a running event loop.
+    :meth:`watch_sessions` (or :meth:`watch`), which return async iterators;
+    create them inside a running event loop.
     """
 
     def __init__(
@@ -393,7 +394,7 @@ class AsyncClient:
         )
         return AsyncIdleStream(call)
 
-    def watch(
+    def watch_sessions(
         self,
         *,
         tags: Iterable[str] = (),
@@ -411,6 +412,9 @@ class AsyncClient:
             request, timeout=self._deadline(timeout), metadata=self._metadata
         )
         return AsyncWatchStream(call)
+
+    # The short name the CLI's `wsh watch` goes by.
+    watch = watch_sessions
 
     async def race_first(self, **options: Unpack[RaceOptions]) -> types_pb2.Idle:
         """The first session to settle (see :meth:`race_idle`); the stream is then cancelled."""

@@ -135,7 +135,8 @@ class Client:
     ``""`` for the server this client talks to.
 
     ``AsyncClient``'s methods are coroutines, except :meth:`race_idle` and
-    :meth:`watch`, which return async iterators; create it inside a running event loop.
+    :meth:`watch_sessions` (or :meth:`watch`), which return async iterators;
+    create them inside a running event loop.
     """
 
     def __init__(
@@ -392,7 +393,7 @@ class Client:
         )
         return IdleStream(call)
 
-    def watch(
+    def watch_sessions(
         self,
         *,
         tags: Iterable[str] = (),
@@ -410,6 +411,9 @@ class Client:
             request, timeout=self._deadline(timeout), metadata=self._metadata
         )
         return WatchStream(call)
+
+    # The short name the CLI's `wsh watch` goes by.
+    watch = watch_sessions
 
     def race_first(self, **options: Unpack[RaceOptions]) -> types_pb2.Idle:
         """The first session to settle (see :meth:`race_idle`); the stream is then cancelled."""
