@@ -127,7 +127,7 @@ def watch_line(event: hub_pb2.WatchSessionsResponse) -> str:
         kind += " (resync)"
     who = f"{event.server}/{event.session}" if event.session else event.server
     session, server = event.session_info, event.server_info
-    W = hub_pb2  # noqa: N806  # the event names are long enough
+    W = hub_pb2
     detail = ""
     if event.event in (W.WATCH_EVENT_SERVER, W.WATCH_EVENT_SERVER_ADDED):
         detail = f"{server.address}  {server_status(server)}  {server.session_count} sessions"
