@@ -343,3 +343,29 @@ def test_cli_watch_ends_on_a_closed_pipe(cluster: Cluster) -> None:
             proc.kill()
         proc.wait(5)
         kill(hub, "pipe-1", "")
+
+
+def test_token_is_required() -> None:
+    token = "watch-test-token-0123456789"
+    with ServerProc("tok", "--token", token) as proc:
+        with Client(proc.addr, token="", timeout=RPC_TIMEOUT) as anonymous:
+            with pytest.raises(WshRpcError) as info, anonymous.watch() as stream:
+                next(stream)
+            assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        with (
+            Client(proc.addr, token=token, timeout=RPC_TIMEOUT) as client,
+            Watching(client) as watch,
+        ):
+            assert [e.server for e in watch.snapshot()] == ["tok"]
+
+
+def test_shutdown_ends_watches() -> None:
+    with ServerProc("going") as proc, Client(proc.addr, timeout=RPC_TIMEOUT) as client:
+        watch = Watching(client)
+        watch.snapshot()
+        assert proc.stop() == 0
+        # Ended with a reason, not cancelled once the shutdown grace ran out.
+        with pytest.raises(WshRpcError) as info:
+            watch.next()
+        assert info.value.reason == "SERVER_SHUTTING_DOWN"
+        watch.close()
