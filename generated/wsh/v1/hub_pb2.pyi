@@ -999,7 +999,9 @@ class WatchSessionsResponse(_message.Message):
     resync: _builtins.bool
     """Part of a snapshot sent because the watcher fell behind."""
     resyncs: _builtins.int
-    """How many times this stream has been resynchronised so far."""
+    """On every response of a snapshot (SERVER, SESSION, SYNCED): how many
+    times this stream has been resynchronised so far.
+    """
     @_builtins.property
     def session_info(self) -> _types_pb2.Session:
         """The session as it is now; for KILLED, EXPIRED and REMOVED as last
