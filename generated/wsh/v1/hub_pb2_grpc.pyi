@@ -74,7 +74,10 @@ class HubServiceStub:
     AwaitIdle: _grpc.UnaryUnaryMultiCallable[_hub_pb2.AwaitIdleRequest, _hub_pb2.AwaitIdleResponse]
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _grpc.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]
-    """Streams sessions in scope as they settle, first settled first."""
+    """Streams sessions in scope as they settle, first settled first. A hub
+    races its backends' sessions from the settle transitions their Links
+    push, asking a backend only for a session of its that has settled.
+    """
     ListServers: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]
     """Lists this server first, then every registered backend."""
     GetServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]
@@ -133,7 +136,10 @@ class HubServiceAsyncStub(HubServiceStub):
     AwaitIdle: _aio.UnaryUnaryMultiCallable[_hub_pb2.AwaitIdleRequest, _hub_pb2.AwaitIdleResponse]  # type: ignore[assignment]
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _aio.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]  # type: ignore[assignment]
-    """Streams sessions in scope as they settle, first settled first."""
+    """Streams sessions in scope as they settle, first settled first. A hub
+    races its backends' sessions from the settle transitions their Links
+    push, asking a backend only for a session of its that has settled.
+    """
     ListServers: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]  # type: ignore[assignment]
     """Lists this server first, then every registered backend."""
     GetServer: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]  # type: ignore[assignment]
@@ -255,7 +261,10 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.RaceIdleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_hub_pb2.RaceIdleResponse], _abc.AsyncIterator[_hub_pb2.RaceIdleResponse]]:
-        """Streams sessions in scope as they settle, first settled first."""
+        """Streams sessions in scope as they settle, first settled first. A hub
+        races its backends' sessions from the settle transitions their Links
+        push, asking a backend only for a session of its that has settled.
+        """
 
     @_abc_1.abstractmethod
     def ListServers(
