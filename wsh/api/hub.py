@@ -15,7 +15,7 @@ from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
 from wsh.api.watch import Watcher, Watches
-from wsh.errors import Kind, WshError, shorten
+from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
@@ -234,10 +234,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> AsyncIterator[hub_pb2.RaceIdleResponse]:
         routing.check_wait(request)
         check_tags(list(request.tags))
-        if request.last_session:
-            check_session_name(request.last_session)
-            if not request.last_server:
-                request.last_server = self._skip_server(request.last_session)
+        skips = self._race_skips(request)
         backend = self.route(request.server)
         timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
         styled = convert.is_styled(request.format)
@@ -256,6 +253,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 if backend is None
                 else RaceScope.on(backend)
             ),
+            skips=skips,
         )
         self._races.add(race)
         try:
@@ -278,6 +276,30 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         finally:
             self._races.discard(race)
             await race.close()
+
+    def _race_skips(self, request: hub_pb2.RaceIdleRequest) -> dict[str, dict[str, int]]:
+        """The sessions a race skips, by server: ``last_session`` and ``exclude``."""
+        if len(request.exclude) > defaults.MAX_RACE_EXCLUSIONS:
+            raise invalid(
+                "TOO_MANY_EXCLUSIONS",
+                f"A race takes at most {defaults.MAX_RACE_EXCLUSIONS} exclusions, "
+                f"not {len(request.exclude)}.",
+                limit=str(defaults.MAX_RACE_EXCLUSIONS),
+            )
+        skips: dict[str, dict[str, int]] = {}
+        if request.last_session:
+            check_session_name(request.last_session)
+            if not request.last_server:
+                request.last_server = self._skip_server(request.last_session)
+            if request.HasField("last_generation"):
+                skips.setdefault(request.last_server, {})[request.last_session] = (
+                    request.last_generation
+                )
+        for excluded in request.exclude:
+            check_session_name(excluded.session)
+            server = excluded.server or self._skip_server(excluded.session)
+            skips.setdefault(server, {})[excluded.session] = excluded.generation
+        return skips
 
     def interrupt_races(self, error: WshError) -> None:
         """End every open RaceIdle and WatchSessions stream with ``error`` (server shutdown)."""

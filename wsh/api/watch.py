@@ -12,6 +12,7 @@ past ``MAX_PENDING`` events its queue is dropped and it gets a new snapshot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
@@ -27,7 +28,7 @@ from wsh.federation.registry import (
 from wsh.sessions import changes
 from wsh.sessions.changes import ChangeKind, SessionChange
 from wsh.sessions.info import SessionInfo
-from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.sessions.manager import ActivityChange, SessionEvent, SessionManager
 from wsh.v1 import hub_pb2
 
 # Events a watcher may have waiting before it is resynchronised instead. The
@@ -161,8 +162,15 @@ class Watches:
 
     # -- feeding ----------------------------------------------------------------
 
-    def _on_local(self, event: SessionEvent) -> None:
+    def _on_local(self, event: SessionEvent | ActivityChange) -> None:
         local = self._local
+        if isinstance(event, ActivityChange):
+            known = local.get(event.name)
+            if known is not None:
+                # The generation as of the change, not as last upserted.
+                info = dataclasses.replace(known, generation=event.generation)
+                self._on_session(changes.activity(info, event.quiet, event.quiet_ms))
+            return
         if event.info is not None:
             old = local.pop(event.previous_name) if event.previous_name in local else None
             if old is None:
@@ -238,6 +246,7 @@ class Watches:
                     server=self._hostname,
                     session=session.name,
                     session_info=convert.session_to_pb(self._sessions.info(session)),
+                    quiet=session.activity.settled,
                 )
         for backend in backends:
             for pb in self._inventory.sessions(backend, watcher.tags):
@@ -246,6 +255,7 @@ class Watches:
                     server=backend.hostname,
                     session=pb.name,
                     session_info=pb,
+                    quiet=pb.name in backend.quiet,
                 )
         add(event=hub_pb2.WATCH_EVENT_SYNCED)
         watcher.synced()

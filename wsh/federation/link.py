@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -221,7 +221,7 @@ class BackendLink:
         changed = backend.health is not health
         backend.health = health
         backend.last_error = error
-        self._registry.changes.bump()
+        self._registry.changed(backend)
         if changed:
             self._registry.publish(ServerChange(ServerChangeKind.HEALTH_CHANGED, backend))
 
@@ -298,13 +298,17 @@ class BackendLink:
             # The new inventory replaces the old one at once; watchers get
             # the differences (a backend back from a drop is no flood of
             # events, and changes made meanwhile are no gap).
-            before = dict(backend.sessions)
+            before, was_quiet = dict(backend.sessions), set(backend.quiet)
             backend.clear_sessions()
             for info in sessions:
                 backend.upsert(info)
+            self._transitions(second.inventory.states, publish=False)
             self._sent_at.clear()
             self._set(Health.HEALTHY)
-            for change in changes.resynced(before, backend.sessions):
+            # Already HEALTHY (a Link replaced at once): the new inventory
+            # must still be told.
+            self._registry.changed(backend)
+            for change in changes.resynced(before, backend.sessions, was_quiet, self._quiet_ms()):
                 self._registry.publish(change)
             beats = asyncio.get_running_loop().create_task(
                 self._heartbeats(call), name=f"heartbeat-{backend.hostname}"
@@ -415,20 +419,53 @@ class BackendLink:
                 previous = event.previous_name if event.previous_name in backend.sessions else ""
                 old = backend.sessions.get(previous or info.name)
                 backend.upsert(info, event.previous_name)
-                self._registry.changes.bump()
+                self._registry.changed(backend, info.name)
+                if event.previous_name:
+                    self._registry.notify(backend, event.previous_name)
                 for change in changes.upserted(old, info, previous):
                     self._registry.publish(change)
             elif event.removed:
                 gone = backend.sessions.get(event.removed)
                 backend.remove(event.removed)
-                self._registry.changes.bump()
+                self._registry.changed(backend, event.removed)
                 if gone is not None:
                     how = ChangeKind.EXPIRED if event.expired else ChangeKind.KILLED
                     self._registry.publish(changes.removed(gone, how))
-            else:
-                self._registry.changes.bump()
+        elif kind == "transitions":
+            self._transitions(msg.transitions.transitions)
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
+
+    def _quiet_ms(self) -> dict[str, int]:
+        """The backend's settled sessions and how long each has been quiet."""
+        now = time.monotonic()
+        return {name: self.backend.idle_ms(name, now) for name in self.backend.quiet}
+
+    def _transitions(
+        self, transitions: Sequence[backend_pb2.SessionTransition], *, publish: bool = True
+    ) -> None:
+        """Record which sessions settled or became active (names the backend
+        never announced are ignored); ``publish`` tells watchers too."""
+        backend = self.backend
+        sanitize.check_count(
+            len(transitions),
+            sanitize.MAX_REMOTE_SESSIONS,
+            what="transitions",
+            backend=backend.hostname,
+        )
+        for entry in transitions:
+            sanitize.check_activity(entry.generation, entry.quiet_ms, backend.hostname)
+            known = backend.sessions.get(entry.name)
+            was = (entry.name in backend.quiet, known.generation if known else -1)
+            if backend.transition(entry.name, entry.generation, entry.quiet, entry.quiet_ms):
+                self._registry.notify(backend, entry.name)
+                # Settled again at a newer generation (the active turn in
+                # between was not seen) is news too; the same state is not.
+                info = backend.sessions[entry.name]
+                if publish and (
+                    entry.quiet != was[0] or (entry.quiet and entry.generation != was[1])
+                ):
+                    self._registry.publish(changes.activity(info, entry.quiet, entry.quiet_ms))
 
     async def _heartbeats(self, call: Any) -> None:
         while True:

@@ -90,13 +90,37 @@ def removed(old: SessionInfo, kind: ChangeKind) -> SessionChange:
     return SessionChange(kind, old.server, old.name, old)
 
 
-def resynced(before: dict[str, SessionInfo], after: dict[str, SessionInfo]) -> list[SessionChange]:
+def activity(info: SessionInfo, quiet: bool, quiet_ms: int = 0) -> SessionChange:
+    """``info`` settled (IDLE, ``quiet_ms`` since its last activity) or became
+    active again (BUSY), at its generation."""
+    return SessionChange(
+        ChangeKind.IDLE if quiet else ChangeKind.BUSY,
+        info.server,
+        info.name,
+        None,
+        generation=info.generation,
+        quiet_ms=quiet_ms if quiet else 0,
+        tags=info.tags,
+    )
+
+
+def resynced(
+    before: dict[str, SessionInfo],
+    after: dict[str, SessionInfo],
+    was_quiet: set[str] | frozenset[str] = frozenset(),
+    quiet_ms: dict[str, int] | None = None,
+) -> list[SessionChange]:
     """The changes from one full inventory to the next (a backend that came back).
 
-    A rename while the hub could not see cannot be told from a removal and a
-    creation, and is reported as both; so is a session replaced by another
-    of the same name (a backend restarted and the name used again).
+    ``was_quiet`` are the sessions settled before, ``quiet_ms`` those settled
+    now with their quiet time: a session that settled or became active
+    meanwhile says so, and a new one that has settled says so after its
+    creation. A rename while the hub could not see cannot be told from a
+    removal and a creation, and is reported as both; so is a session
+    replaced by another of the same name (a backend restarted and the name
+    used again).
     """
+    quiet_now = quiet_ms or {}
     changes = []
     kept: dict[str, SessionInfo] = {}
     for name, info in before.items():
@@ -107,4 +131,8 @@ def resynced(before: dict[str, SessionInfo], after: dict[str, SessionInfo]) -> l
             changes.append(removed(info, ChangeKind.REMOVED))
     for name, info in after.items():
         changes.extend(upserted(kept.get(name), info))
+        quiet = name in quiet_now
+        was = name in was_quiet if name in kept else False
+        if quiet != was or (quiet and kept[name].generation != info.generation):
+            changes.append(activity(info, quiet, quiet_now.get(name, 0)))
     return changes

@@ -243,7 +243,9 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RaceIdle(self, request, context):
-        """Streams sessions in scope as they settle, first settled first.
+        """Streams sessions in scope as they settle, first settled first. A hub
+        races its backends' sessions from the settle transitions their Links
+        push, asking a backend only for a session of its that has settled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -74,7 +74,10 @@ class HubServiceStub:
     AwaitIdle: _grpc.UnaryUnaryMultiCallable[_hub_pb2.AwaitIdleRequest, _hub_pb2.AwaitIdleResponse]
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _grpc.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]
-    """Streams sessions in scope as they settle, first settled first."""
+    """Streams sessions in scope as they settle, first settled first. A hub
+    races its backends' sessions from the settle transitions their Links
+    push, asking a backend only for a session of its that has settled.
+    """
     WatchSessions: _grpc.UnaryStreamMultiCallable[_hub_pb2.WatchSessionsRequest, _hub_pb2.WatchSessionsResponse]
     """Streams the sessions and servers in scope: a snapshot, then one event
     per change, for as long as the caller keeps the stream open (see
@@ -138,7 +141,10 @@ class HubServiceAsyncStub(HubServiceStub):
     AwaitIdle: _aio.UnaryUnaryMultiCallable[_hub_pb2.AwaitIdleRequest, _hub_pb2.AwaitIdleResponse]  # type: ignore[assignment]
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _aio.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]  # type: ignore[assignment]
-    """Streams sessions in scope as they settle, first settled first."""
+    """Streams sessions in scope as they settle, first settled first. A hub
+    races its backends' sessions from the settle transitions their Links
+    push, asking a backend only for a session of its that has settled.
+    """
     WatchSessions: _aio.UnaryStreamMultiCallable[_hub_pb2.WatchSessionsRequest, _hub_pb2.WatchSessionsResponse]  # type: ignore[assignment]
     """Streams the sessions and servers in scope: a snapshot, then one event
     per change, for as long as the caller keeps the stream open (see
@@ -265,7 +271,10 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.RaceIdleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_hub_pb2.RaceIdleResponse], _abc.AsyncIterator[_hub_pb2.RaceIdleResponse]]:
-        """Streams sessions in scope as they settle, first settled first."""
+        """Streams sessions in scope as they settle, first settled first. A hub
+        races its backends' sessions from the settle transitions their Links
+        push, asking a backend only for a session of its that has settled.
+        """
 
     @_abc_1.abstractmethod
     def WatchSessions(
