@@ -369,3 +369,27 @@ def test_shutdown_ends_watches() -> None:
             watch.next()
         assert info.value.reason == "SERVER_SHUTTING_DOWN"
         watch.close()
+
+
+@pytest.mark.parametrize("server", ["hub", "build-2"])
+def test_busy_and_idle(cluster: Cluster, client: Client, server: str) -> None:
+    hub = cluster.stub
+    assert hub is not None
+    name = f"act-{server}"
+    with Watching(client, tags=[name]) as watch:
+        watch.snapshot()
+        create(hub, name, server, command="cat", tags=[name])
+        watch.expect((W.WATCH_EVENT_SESSION_CREATED, server, name))
+        (settled,) = watch.expect((W.WATCH_EVENT_SESSION_IDLE, server, name))
+        assert settled.quiet
+        generation = send(hub, name, server, "x\n")
+        busy, idle = watch.expect(
+            (W.WATCH_EVENT_SESSION_BUSY, server, name), (W.WATCH_EVENT_SESSION_IDLE, server, name)
+        )
+        assert settled.generation < busy.generation <= generation <= idle.generation
+        assert idle.quiet and idle.quiet_ms > 0
+    # A settled session says so in a snapshot.
+    with Watching(client, tags=[name]) as again:
+        (entry,) = [e for e in again.snapshot() if e.event == W.WATCH_EVENT_SESSION]
+        assert entry.quiet
+    kill(hub, name, server)

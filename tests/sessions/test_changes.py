@@ -80,3 +80,24 @@ def test_a_new_inventory_gives_only_the_differences() -> None:
         ("removed", "replaced"),
         ("tags_changed", "retagged"),
     ]
+
+
+def test_a_new_inventory_tells_what_settled_or_woke_meanwhile() -> None:
+    before = {"slept": info("slept"), "woke": info("woke"), "still": info("still")}
+    after = {
+        "slept": info("slept", generation=3),
+        "woke": info("woke", generation=4),
+        "still": info("still"),
+        "new": info("new"),
+    }
+    got = resynced(
+        before, after, was_quiet={"woke", "still"}, quiet_ms={"slept": 70, "still": 9, "new": 5}
+    )
+    assert sorted((c.kind.value, c.name, c.generation, c.quiet_ms) for c in got) == [
+        ("busy", "woke", 4, 0),
+        ("created", "new", 0, 0),
+        ("idle", "new", 1, 5),
+        ("idle", "slept", 3, 70),
+    ]
+    # Created comes before the new session's settle.
+    assert [c.kind for c in got if c.name == "new"] == [ChangeKind.CREATED, ChangeKind.IDLE]
