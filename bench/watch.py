@@ -160,8 +160,6 @@ def main() -> None:
         f"watch: event on one of {backends_n} backends x {sessions} cat sessions to a "
         f"watcher on the hub ({runs} runs of each; watcher resyncs: {watcher.resyncs})",
         rows,
-        "-",
-        "-",
     )
 
 
