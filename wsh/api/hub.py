@@ -164,7 +164,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def SendInput(
         self, request: hub_pb2.SendInputRequest, context: Ctx
     ) -> hub_pb2.SendInputResponse:
-        generation = self._sessions.get(request.name).send(request.data)
+        generation = self._sessions.get(request.name).send(routing.input_bytes(request))
         return hub_pb2.SendInputResponse(generation=generation, server=self.hostname)
 
     @routed(routing.screen_answer, check=routing.check_format)
@@ -214,7 +214,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         convert.is_ready(request.mode), timeout_ms, last, request.fresh
                     )
         except TimeoutError:
-            raise idle_timeout_error(f"Session {session.name!r}", max_wait_s) from None
+            raise idle_timeout_error(max_wait_s, session.name) from None
         idle = self._render.idle(
             session, self.hostname, generation, convert.is_styled(request.format), foreground
         )
@@ -262,9 +262,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         )
                         + "; create one first.",
                     )
-                timeout = idle_timeout_error("No session in scope", max_wait_s)
+                timeout = idle_timeout_error(max_wait_s)
+                sent = 0
                 async for response in race.stream(max_wait_s, timeout):
                     yield response
+                    sent += 1
+                    if sent == request.max_results:
+                        return
         finally:
             self._races.discard(race)
             await race.close()
