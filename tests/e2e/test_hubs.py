@@ -23,7 +23,8 @@ import pytest
 from tests.calls import RPC_TIMEOUT, await_idle, create, expect_error, kill, send
 from tests.cluster import wait_health, wait_until
 from tests.envoy import Envoy
-from tests.procs import ServerProc, assert_no_traceback, stub
+from tests.procs import REPO, ServerProc, assert_no_traceback, stub
+from wsh.config import load_file
 from wsh.federation.link import HEARTBEAT_INTERVAL_S, HEARTBEAT_MISS_S
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
@@ -35,6 +36,25 @@ HUBS = ("hub-1", "hub-2")
 # hub's Link before it answers that hub's next heartbeat (one a second), and
 # a hub that hears nothing for HEARTBEAT_MISS_S marks the backend UNAVAILABLE.
 CROSS_HUB_BOUND_S = HEARTBEAT_INTERVAL_S + HEARTBEAT_MISS_S
+
+
+def documented(lang: str) -> str:
+    """The one ``lang`` block of docs/HUBS.md."""
+    blocks = (REPO / "docs" / "HUBS.md").read_text().split(f"```{lang}\n")[1:]
+    assert len(blocks) == 1, lang
+    return blocks[0].split("```", 1)[0]
+
+
+def documented_envoy(port: int, hub_addrs: list[str]) -> str:
+    """The Envoy config of docs/HUBS.md, on ``port`` in front of ``hub_addrs``."""
+    yaml = documented("yaml")
+    ports = {"7600": str(port)} | {
+        str(7610 + i): addr.rsplit(":", 1)[1] for i, addr in enumerate(hub_addrs)
+    }
+    for shown, actual in ports.items():
+        assert f"port_value: {shown} " in yaml, shown
+        yaml = yaml.replace(f"port_value: {shown} ", f"port_value: {actual} ")
+    return yaml
 
 
 @dataclass
@@ -89,7 +109,8 @@ def two_hubs(tmp: Path) -> Iterator[Hubs]:
             stack.enter_context(channel)
             for backend in BACKENDS:
                 wait_health(direct[name], hub_pb2.SERVER_HEALTH_HEALTHY, hostname=backend)
-        envoy = stack.enter_context(Envoy(tmp, [p.addr for p in hubs.values()]))
+        addrs = [p.addr for p in hubs.values()]
+        envoy = stack.enter_context(Envoy(tmp, config=lambda port: documented_envoy(port, addrs)))
         channel, front = stub(envoy.addr)
         stack.enter_context(channel)
         cluster = Hubs(tmp, backends, hubs, direct, front, envoy)
@@ -207,3 +228,13 @@ def test_calls_go_on_through_the_other_hub_when_one_is_killed(tmp_path: Path) ->
             assert f"step-{i}" in idle.screen.lines
         assert c.names(c.front) == {"job"}
         kill(c.front, "job", "build-1")
+
+
+def test_documented_hub_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text(documented("toml"))
+    path.chmod(0o600)
+    loaded = load_file(path)
+    assert not loaded.warnings
+    assert loaded.settings["local_sessions"] is False
+    assert len(loaded.servers) == 2
