@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.procs import free_port, wait_listening
+from tests.procs import REPO, free_port, wait_listening
 
 ENVOY = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
 
@@ -99,6 +99,28 @@ def grpc_proxy_config(port: int, upstream: str, stream_idle_timeout: str) -> dic
             ],
         }
     }
+
+
+def hubs_config(port: int, hub_addrs: list[str]) -> str:
+    """The Envoy config of docs/HUBS.md (YAML), listening on ``port``, in front
+    of ``hub_addrs`` (host:port) in place of the documented 7610, 7611 ...;
+    documented hubs beyond ``hub_addrs`` are left out."""
+    text = (REPO / "docs" / "HUBS.md").read_text()
+    yaml = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "port_value: 7600 " in yaml
+    yaml = yaml.replace("port_value: 7600 ", f"port_value: {port} ")
+    lines = []
+    for line in yaml.splitlines(keepends=True):
+        for i in range(8):
+            if f"port_value: {7610 + i} " in line:
+                if i >= len(hub_addrs):
+                    break
+                hub_port = hub_addrs[i].rsplit(":", 1)[1]
+                line = line.replace(f"port_value: {7610 + i} ", f"port_value: {hub_port} ")
+        else:
+            lines.append(line)
+    assert all(a.rsplit(":", 1)[1] in "".join(lines) for a in hub_addrs), hub_addrs
+    return "".join(lines)
 
 
 class Envoy:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.calls import RPC_TIMEOUT, await_idle, create, expect_error, kill, send
 from tests.cluster import wait_health, wait_until
-from tests.envoy import Envoy
+from tests.envoy import Envoy, hubs_config
 from tests.procs import REPO, ServerProc, assert_no_traceback, stub
 from wsh.config import load_file
 from wsh.federation.link import HEARTBEAT_INTERVAL_S, HEARTBEAT_MISS_S
@@ -43,18 +43,6 @@ def documented(lang: str) -> str:
     blocks = (REPO / "docs" / "HUBS.md").read_text().split(f"```{lang}\n")[1:]
     assert len(blocks) == 1, lang
     return blocks[0].split("```", 1)[0]
-
-
-def documented_envoy(port: int, hub_addrs: list[str]) -> str:
-    """The Envoy config of docs/HUBS.md, on ``port`` in front of ``hub_addrs``."""
-    yaml = documented("yaml")
-    ports = {"7600": str(port)} | {
-        str(7610 + i): addr.rsplit(":", 1)[1] for i, addr in enumerate(hub_addrs)
-    }
-    for shown, actual in ports.items():
-        assert f"port_value: {shown} " in yaml, shown
-        yaml = yaml.replace(f"port_value: {shown} ", f"port_value: {actual} ")
-    return yaml
 
 
 @dataclass
@@ -110,7 +98,7 @@ def two_hubs(tmp: Path) -> Iterator[Hubs]:
             for backend in BACKENDS:
                 wait_health(direct[name], hub_pb2.SERVER_HEALTH_HEALTHY, hostname=backend)
         addrs = [p.addr for p in hubs.values()]
-        envoy = stack.enter_context(Envoy(tmp, config=lambda port: documented_envoy(port, addrs)))
+        envoy = stack.enter_context(Envoy(tmp, config=lambda port: hubs_config(port, addrs)))
         channel, front = stub(envoy.addr)
         stack.enter_context(channel)
         cluster = Hubs(tmp, backends, hubs, direct, front, envoy)
