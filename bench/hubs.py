@@ -2,14 +2,14 @@
 
 Two backends, each with an idle bash session ("screen") and a session that
 reads and discards its input with the echo off ("sink"), and two hubs that
-both register both backends. A load of CLIENTS concurrent callers (asyncio,
-one client process, four channels) loops over GetScreen and SendInput of
-the sessions on both backends, each call naming its backend, for WINDOW_S
-seconds, in three set-ups:
+both register both backends. A load of 16, then 64 concurrent callers
+(asyncio, one client process, four channels) loops over GetScreen and
+SendInput of the sessions on both backends, each call naming its backend,
+for 8 s after 1 s of warm-up, in three set-ups:
   direct: straight to hub-1 (no Envoy; the reference);
   envoy-1: through Envoy in front of hub-1 alone;
   envoy-2: through Envoy in front of hub-1 and hub-2, round robin.
-Envoy runs the config of docs/HUBS.md. Each set-up runs ROUNDS times,
+Envoy runs the config of docs/HUBS.md. Each set-up runs 3 times per load,
 interleaved; the table shows the median round. CPU of every process
 (utime + stime from /proc) over each window gives the hubs' CPU per
 forwarded call. No target: on a machine with fewer cores than the
@@ -33,7 +33,7 @@ from tests.envoy import Envoy, hubs_config
 from tests.procs import ServerProc
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
-CLIENTS = 16
+LOADS = (16, 64)
 CHANNELS = 4
 SINK = "stty -echo; exec cat >/dev/null"
 BACKENDS = ("build-1", "build-2")
@@ -65,8 +65,10 @@ class Round:
         return 1000 * sum(self.cpu[n] for n in names) / self.calls
 
 
-async def load(addr: str, warmup_s: float, window_s: float, pids: dict[str, int]) -> Round:
-    """CLIENTS callers against ``addr``; counts calls and CPU after ``warmup_s``."""
+async def load(
+    addr: str, clients: int, warmup_s: float, window_s: float, pids: dict[str, int]
+) -> Round:
+    """``clients`` callers against ``addr``; counts calls and CPU after ``warmup_s``."""
     channels = [grpc.aio.insecure_channel(addr) for _ in range(CHANNELS)]
     stubs = [hub_pb2_grpc.HubServiceStub(c) for c in channels]
     requests = [
@@ -95,7 +97,7 @@ async def load(addr: str, warmup_s: float, window_s: float, pids: dict[str, int]
             calls += counting
 
     try:
-        tasks = [asyncio.create_task(caller(i), name=f"caller-{i}") for i in range(CLIENTS)]
+        tasks = [asyncio.create_task(caller(i), name=f"caller-{i}") for i in range(clients)]
         await asyncio.sleep(warmup_s)
         counting = True
         calls = 0
@@ -112,10 +114,14 @@ async def load(addr: str, warmup_s: float, window_s: float, pids: dict[str, int]
     return Round(calls, seconds, errors, cpu)
 
 
+SETUPS = ("direct", "envoy-1", "envoy-2")
+
+
 def main() -> None:
     args = h.parse_args(__doc__ or "")
     rounds, warmup_s, window_s = (1, 0.5, 2.0) if args.quick else (3, 1.0, 8.0)
-    results: dict[str, list[Round]] = {"direct": [], "envoy-1": [], "envoy-2": []}
+    loads = LOADS[:1] if args.quick else LOADS
+    results: dict[tuple[int, str], list[Round]] = {(n, s): [] for n in loads for s in SETUPS}
     with h.bench_run("hubs") as (stack, scratch):
         backends = [h.start_server(stack, scratch, name) for name in BACKENDS]
         hubs: list[ServerProc] = [h.start_server(stack, scratch, n) for n in ("hub-1", "hub-2")]
@@ -127,7 +133,7 @@ def main() -> None:
             direct.CreateSession(
                 hub_pb2.CreateSessionRequest(name="sink", command=SINK), timeout=h.RPC_TIMEOUT
             )
-        envoys = {}
+        envoys: dict[str, Envoy] = {}
         for name, upstreams in (("envoy-1", hubs[:1]), ("envoy-2", hubs)):
             addrs = [p.addr for p in upstreams]
             tmp = scratch / name
@@ -136,27 +142,32 @@ def main() -> None:
             stack.callback(envoy.kill)
             envoys[name] = envoy.start()
         addr = {"direct": hubs[0].addr} | {name: e.addr for name, e in envoys.items()}
-        for run in range(rounds):
-            for setup in list(results)[run % 3 :] + list(results)[: run % 3]:
-                envoy_pid = envoys[setup].proc.pid if setup in envoys else None  # type: ignore[union-attr]
-                pids = {
-                    "client": os.getpid(),
-                    "hub-1": hubs[0].pid,
-                    "hub-2": hubs[1].pid,
-                    "backends": backends[0].pid,
-                    "backends-2": backends[1].pid,
-                    **({"envoy": envoy_pid} if envoy_pid else {}),
-                }
-                result = asyncio.run(load(addr[setup], warmup_s, window_s, pids))
-                results[setup].append(result)
-                print(
-                    f"  round {run + 1} {setup}: {result.rate:.0f} calls/s, "
-                    f"{result.errors} errors, hubs {result.share('hub-1', 'hub-2'):.0f}% "
-                    f"of a core",
-                    flush=True,
-                )
+        pids = {
+            "client": os.getpid(),
+            "hub-1": hubs[0].pid,
+            "hub-2": hubs[1].pid,
+            "backend-1": backends[0].pid,
+            "backend-2": backends[1].pid,
+        }
+        for clients in loads:
+            for run in range(rounds):
+                for setup in SETUPS[run % 3 :] + SETUPS[: run % 3]:
+                    envoy_proc = envoys[setup].proc if setup in envoys else None
+                    watched = pids | ({"envoy": envoy_proc.pid} if envoy_proc else {})
+                    result = asyncio.run(load(addr[setup], clients, warmup_s, window_s, watched))
+                    results[(clients, setup)].append(result)
+                    print(
+                        f"  {clients} callers, round {run + 1}, {setup}: "
+                        f"{result.rate:.0f} calls/s, {result.errors} errors, "
+                        f"hubs {result.share('hub-1', 'hub-2'):.0f}% of a core",
+                        flush=True,
+                    )
+    for clients in loads:
+        report(clients, {setup: results[(clients, setup)] for setup in SETUPS})
 
-    print(f"\nhubs: GetScreen + SendInput through hubs, {CLIENTS} concurrent callers")
+
+def report(clients: int, results: dict[str, list[Round]]) -> None:
+    print(f"\nhubs: GetScreen + SendInput through hubs, {clients} concurrent callers")
     header = (
         "set-up",
         "calls/s",
@@ -179,7 +190,7 @@ def main() -> None:
                 f"{r.share('hub-1'):.0f}",
                 f"{r.share('hub-2'):.0f}",
                 f"{r.per_call_ms('hub-1', 'hub-2'):.2f}",
-                f"{r.share('backends', 'backends-2'):.0f}",
+                f"{r.share('backend-1', 'backend-2'):.0f}",
                 f"{r.share('envoy'):.0f}" if "envoy" in r.cpu else "-",
                 f"{r.share('client'):.0f}",
             )
@@ -197,7 +208,7 @@ def main() -> None:
     rates = {setup: statistics.median(x.rate for x in runs) for setup, runs in results.items()}
     print(
         f"two hubs / one hub behind Envoy: {rates['envoy-2'] / rates['envoy-1']:.2f}x; "
-        f"Envoy-1 / direct: {rates['envoy-1'] / rates['direct']:.2f}x; "
+        f"Envoy to one hub / direct: {rates['envoy-1'] / rates['direct']:.2f}x; "
         f"cores: {os.cpu_count()}"
     )
 
