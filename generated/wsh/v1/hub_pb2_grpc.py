@@ -48,7 +48,11 @@ class HubServiceStub:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
     """
 
     def __init__(self, channel):
@@ -167,7 +171,11 @@ class HubServiceServicer:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
     """
 
     def CreateSession(self, request, context):
@@ -404,7 +412,11 @@ class HubService:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
     """
 
     @staticmethod
