@@ -177,6 +177,7 @@ class WshServer:
             self.federation,
             limits,
             strict_routing=settings.strict_routing,
+            local_sessions=settings.local_sessions,
         )
         hub_pb2_grpc.add_HubServiceServicer_to_server(self._hub, self._server)
         self._backend = BackendServicer(self.identity, self.sessions, limits)

@@ -43,9 +43,11 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         limits: StreamLimits,
         *,
         strict_routing: bool = False,
+        local_sessions: bool = True,
     ) -> None:
         self._identity = identity
         self._strict_routing = strict_routing
+        self._local_sessions = local_sessions
         self._limits = limits
         self._sessions = sessions
         self._federation = federation
@@ -99,6 +101,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def CreateSession(
         self, request: hub_pb2.CreateSessionRequest, context: Ctx
     ) -> hub_pb2.CreateSessionResponse:
+        if not self._local_sessions:
+            raise self._server_required()
         session = self._sessions.create(
             name=request.name,
             command=request.command,
@@ -109,6 +113,18 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             tags=list(request.tags),
         )
         return hub_pb2.CreateSessionResponse(session=self._session_pb(session))
+
+    def _server_required(self) -> WshError:
+        """A create on a hub that keeps no sessions: a session here would be
+        invisible to the other hubs that share its backends (docs/HUBS.md)."""
+        servers = shorten(", ".join(b.hostname for b in self.registry.healthy()) or "none", 512)
+        return WshError(
+            Kind.FAILED_PRECONDITION,
+            "SERVER_REQUIRED",
+            f"This hub runs no sessions of its own (--no-local-sessions); pass `server` "
+            f"to create the session on a backend (healthy now: {servers}).",
+            {"servers": servers},
+        )
 
     @unary
     async def ListSessions(

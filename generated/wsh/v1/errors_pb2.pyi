@@ -110,6 +110,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The config file could not be written. Metadata: path."""
     TOKEN_REQUIRED: _ErrorReason.ValueType  # 56
     """A server listening off loopback without a token (start-up only)."""
+    SERVER_REQUIRED: _ErrorReason.ValueType  # 57
+    """CreateSession on a hub started with --no-local-sessions named no
+    backend (or the hub itself). Metadata: servers (the healthy backends,
+    comma-separated).
+    """
     TOO_MANY_SESSIONS: _ErrorReason.ValueType  # 60
     """-- RESOURCE_EXHAUSTED: a limit; retry later or lower the load ---------------
 
@@ -260,6 +265,11 @@ CONFIG_WRITE_FAILED: ErrorReason.ValueType  # 55
 """The config file could not be written. Metadata: path."""
 TOKEN_REQUIRED: ErrorReason.ValueType  # 56
 """A server listening off loopback without a token (start-up only)."""
+SERVER_REQUIRED: ErrorReason.ValueType  # 57
+"""CreateSession on a hub started with --no-local-sessions named no
+backend (or the hub itself). Metadata: servers (the healthy backends,
+comma-separated).
+"""
 TOO_MANY_SESSIONS: ErrorReason.ValueType  # 60
 """-- RESOURCE_EXHAUSTED: a limit; retry later or lower the load ---------------
 

@@ -48,7 +48,11 @@ class HubServiceStub:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
 
     The loop. Send input, then wait passing SendInputResponse.generation as
     AwaitIdleRequest.last_generation: the wait then only ends after activity
@@ -181,7 +185,11 @@ class HubServiceServicer:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
 
     The loop. Send input, then wait passing SendInputResponse.generation as
     AwaitIdleRequest.last_generation: the wait then only ends after activity
@@ -202,7 +210,7 @@ class HubServiceServicer:
         """Starts a process on a new PTY, on `server` (empty: this server).
         Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
         TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
-        TOO_MANY_SESSIONS, SPAWN_FAILED.
+        TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -458,7 +466,11 @@ class HubService:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
 
     The loop. Send input, then wait passing SendInputResponse.generation as
     AwaitIdleRequest.last_generation: the wait then only ends after activity

@@ -49,7 +49,11 @@ class HubServiceStub:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
 
     The loop. Send input, then wait passing SendInputResponse.generation as
     AwaitIdleRequest.last_generation: the wait then only ends after activity
@@ -74,7 +78,7 @@ class HubServiceStub:
     """Starts a process on a new PTY, on `server` (empty: this server).
     Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
     TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
-    TOO_MANY_SESSIONS, SPAWN_FAILED.
+    TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
     """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListSessionsRequest, _hub_pb2.ListSessionsResponse]
     """Lists sessions of the whole cluster, or of one server, sorted by server
@@ -161,7 +165,11 @@ class HubServiceAsyncStub(HubServiceStub):
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
 
     The loop. Send input, then wait passing SendInputResponse.generation as
     AwaitIdleRequest.last_generation: the wait then only ends after activity
@@ -183,7 +191,7 @@ class HubServiceAsyncStub(HubServiceStub):
     """Starts a process on a new PTY, on `server` (empty: this server).
     Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
     TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
-    TOO_MANY_SESSIONS, SPAWN_FAILED.
+    TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
     """
     ListSessions: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListSessionsRequest, _hub_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """Lists sessions of the whole cluster, or of one server, sorted by server
@@ -269,7 +277,11 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
 
     The loop. Send input, then wait passing SendInputResponse.generation as
     AwaitIdleRequest.last_generation: the wait then only ends after activity
@@ -295,7 +307,7 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts a process on a new PTY, on `server` (empty: this server).
         Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
         TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
-        TOO_MANY_SESSIONS, SPAWN_FAILED.
+        TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
         """
 
     @_abc_1.abstractmethod
