@@ -9,13 +9,8 @@ export GO111MODULE=off
 export GOPATH="$out/gopath:/usr/share/gocode"
 rm -rf "$out/gopath"
 mkdir -p "$out/gopath/src"
-# The protos name no Go package yet: map each file to the import path wsh/v1.
-maps=()
-for file in "$protos"/wsh/v1/*.proto; do
-  rel="wsh/v1/$(basename "$file")"
-  maps+=("--go_opt=M$rel=wsh/v1;wshv1" "--go-grpc_opt=M$rel=wsh/v1;wshv1")
-done
+# go_package in the protos puts the code at wsh.dev/api/wsh/v1 under src/.
 protoc -I "$protos" --go_out="$out/gopath/src" --go-grpc_out="$out/gopath/src" \
-  "${maps[@]}" "$protos"/wsh/v1/*.proto
+  "$protos"/wsh/v1/*.proto
 cd "$here"
 go build -o "$out/wsh-client" .

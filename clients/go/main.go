@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	wshv1 "wsh/v1"
+	wshv1 "wsh.dev/api/wsh/v1"
 )
 
 const rpcDeadline = 30 * time.Second
@@ -54,15 +54,16 @@ func ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), rpcDeadline)
 }
 
-// errorReason is the ErrorInfo reason a failed call carries ("" if none):
-// grpc-go decodes google.rpc.Status from grpc-status-details-bin itself.
-func errorReason(err error) string {
+// errorReason is the ErrorInfo reason a failed call carries, as an
+// ErrorReason (ERROR_REASON_UNSPECIFIED for none, or one newer than this
+// build): grpc-go decodes google.rpc.Status from grpc-status-details-bin.
+func errorReason(err error) wshv1.ErrorReason {
 	for _, detail := range status.Convert(err).Details() {
 		if info, ok := detail.(*errdetails.ErrorInfo); ok {
-			return info.Reason
+			return wshv1.ErrorReason(wshv1.ErrorReason_value[info.Reason])
 		}
 	}
-	return ""
+	return wshv1.ErrorReason_ERROR_REASON_UNSPECIFIED
 }
 
 // sendWaitRead creates a shell, types a command, waits until its output has
@@ -75,12 +76,14 @@ func sendWaitRead(client wshv1.HubServiceClient, server, name, owner string) {
 	if created.Session.Server != owner {
 		fail("session created on %q, not %q", created.Session.Server, owner)
 	}
-	sent, err := client.SendInput(c, &wshv1.SendInputRequest{Server: server, Name: name, Data: []byte("echo wsh-$((6*7))\n")})
+	sent, err := client.SendInput(c, &wshv1.SendInputRequest{
+		Server: server, Name: name, Input: &wshv1.SendInputRequest_Text{Text: "echo wsh-$((6*7))\n"},
+	})
 	check(err, "SendInput")
 	// The idiom: wait from the generation the input produced, so the wait
 	// cannot end on the quiet before the shell has even read the line.
 	waited, err := client.AwaitIdle(c, &wshv1.AwaitIdleRequest{
-		Server: server, Name: name, TimeoutMs: 300, LastGeneration: proto.Uint64(sent.Generation),
+		Server: server, Name: name, TimeoutMs: 500, LastGeneration: proto.Uint64(sent.Generation),
 	})
 	check(err, "AwaitIdle")
 	if waited.Idle.Generation <= sent.Generation {
@@ -94,25 +97,26 @@ func sendWaitRead(client wshv1.HubServiceClient, server, name, owner string) {
 	}
 }
 
-// raceIdle races every session tagged tag in the cluster until want of them
-// have settled, and returns them as "server/session", sorted.
-func raceIdle(hub wshv1.HubServiceClient, tag string, want int) []string {
+// raceIdle races every session tagged tag in the cluster until count of them
+// have settled (READY: each shell waits at its prompt), and returns them as
+// "server/session", sorted.
+func raceIdle(hub wshv1.HubServiceClient, tag string, count int) []string {
 	c, cancel := ctx()
-	defer cancel() // ends the stream once enough have settled
-	stream, err := hub.RaceIdle(c, &wshv1.RaceIdleRequest{Tags: []string{tag}, TimeoutMs: 300, MaxWaitMs: 20000})
+	defer cancel()
+	stream, err := hub.RaceIdle(c, &wshv1.RaceIdleRequest{
+		Tags: []string{tag}, Mode: wshv1.IdleMode_IDLE_MODE_READY, TimeoutMs: 300, MaxWaitMs: 20000,
+		MaxResults: uint32(count),
+	})
 	check(err, "RaceIdle")
-	seen := map[string]bool{}
-	for len(seen) < want {
+	var settled []string
+	for {
 		response, err := stream.Recv()
+		// With max_results the stream ends OK after the last result.
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		check(err, "RaceIdle stream")
-		seen[response.Idle.Server+"/"+response.Idle.Session] = true
-	}
-	settled := make([]string, 0, len(seen))
-	for key := range seen {
-		settled = append(settled, key)
+		settled = append(settled, response.Idle.Server+"/"+response.Idle.Session)
 	}
 	sort.Strings(settled)
 	return settled
@@ -128,8 +132,8 @@ func expectNotFound(client wshv1.HubServiceClient, label string) {
 	if code := status.Code(err); code != codes.NotFound {
 		fail("%s: code %v, not NotFound: %v", label, code, err)
 	}
-	if reason := errorReason(err); reason != "SESSION_NOT_FOUND" {
-		fail("%s: reason %q, not SESSION_NOT_FOUND", label, reason)
+	if reason := errorReason(err); reason != wshv1.ErrorReason_SESSION_NOT_FOUND {
+		fail("%s: reason %v, not SESSION_NOT_FOUND", label, reason)
 	}
 }
 

@@ -1,34 +1,31 @@
 import com.google.protobuf.Any;
-import com.google.protobuf.ByteString;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.UnknownFieldSet;
-import io.grpc.Context;
+import dev.wsh.api.v1.AwaitIdleRequest;
+import dev.wsh.api.v1.CreateSessionRequest;
+import dev.wsh.api.v1.CreateSessionResponse;
+import dev.wsh.api.v1.ErrorReason;
+import dev.wsh.api.v1.GetScreenRequest;
+import dev.wsh.api.v1.GetServerInfoRequest;
+import dev.wsh.api.v1.HubServiceGrpc;
+import dev.wsh.api.v1.HubServiceGrpc.HubServiceBlockingStub;
+import dev.wsh.api.v1.Idle;
+import dev.wsh.api.v1.IdleMode;
+import dev.wsh.api.v1.KillSessionRequest;
+import dev.wsh.api.v1.RaceIdleRequest;
+import dev.wsh.api.v1.RaceIdleResponse;
+import dev.wsh.api.v1.Screen;
+import dev.wsh.api.v1.SendInputRequest;
+import dev.wsh.api.v1.SendInputResponse;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.Set;
-import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
-import wsh.v1.Hub.AwaitIdleRequest;
-import wsh.v1.Hub.CreateSessionRequest;
-import wsh.v1.Hub.CreateSessionResponse;
-import wsh.v1.Hub.GetScreenRequest;
-import wsh.v1.Hub.GetServerInfoRequest;
-import wsh.v1.Hub.KillSessionRequest;
-import wsh.v1.Hub.RaceIdleRequest;
-import wsh.v1.Hub.RaceIdleResponse;
-import wsh.v1.Hub.SendInputRequest;
-import wsh.v1.Hub.SendInputResponse;
-import wsh.v1.HubServiceGrpc;
-import wsh.v1.HubServiceGrpc.HubServiceBlockingStub;
-import wsh.v1.Types.Idle;
-import wsh.v1.Types.Screen;
 
 /**
  * A wsh client in Java with grpc-java: the send / await idle / read loop on a server directly and
@@ -57,8 +54,12 @@ public final class WshClient {
     }
   }
 
-  /** The ErrorInfo reason a failed call carries ("" if none), from grpc-status-details-bin. */
-  static String errorReason(StatusRuntimeException error) throws InvalidProtocolBufferException {
+  /**
+   * The ErrorInfo reason a failed call carries, from grpc-status-details-bin:
+   * ERROR_REASON_UNSPECIFIED for none, UNRECOGNIZED for one newer than this build.
+   */
+  static ErrorReason errorReason(StatusRuntimeException error)
+      throws InvalidProtocolBufferException {
     com.google.rpc.Status status = StatusProto.fromThrowable(error);
     if (status != null) {
       for (Any detail : status.getDetailsList()) {
@@ -67,11 +68,16 @@ public final class WshClient {
           // (1.18+ has it: detail.unpack(ErrorInfo.class).getReason()), so its
           // `string reason = 1` is read from the wire format.
           UnknownFieldSet info = UnknownFieldSet.parseFrom(detail.getValue());
-          return info.getField(1).getLengthDelimitedList().get(0).toStringUtf8();
+          String reason = info.getField(1).getLengthDelimitedList().get(0).toStringUtf8();
+          try {
+            return ErrorReason.valueOf(reason);
+          } catch (IllegalArgumentException newer) {
+            return ErrorReason.UNRECOGNIZED;
+          }
         }
       }
     }
-    return "";
+    return ErrorReason.ERROR_REASON_UNSPECIFIED;
   }
 
   /** Creates a shell, types a command, waits until its output has settled and reads it. */
@@ -92,7 +98,7 @@ public final class WshClient {
                 SendInputRequest.newBuilder()
                     .setServer(server)
                     .setName(name)
-                    .setData(ByteString.copyFrom("echo wsh-$((6*7))\n", StandardCharsets.UTF_8))
+                    .setText("echo wsh-$((6*7))\n")
                     .build());
     // The idiom: wait from the generation the input produced, so the wait cannot end on the quiet
     // before the shell has even read the line.
@@ -102,7 +108,7 @@ public final class WshClient {
                 AwaitIdleRequest.newBuilder()
                     .setServer(server)
                     .setName(name)
-                    .setTimeoutMs(300)
+                    .setTimeoutMs(500)
                     .setLastGeneration(sent.getGeneration())
                     .build())
             .getIdle();
@@ -119,28 +125,29 @@ public final class WshClient {
         "output not on the screen: " + screen.getLinesList());
   }
 
-  /** Races every session tagged {@code tag} until {@code want} have settled ("server/session"). */
-  static Set<String> raceIdle(HubServiceBlockingStub hub, String tag, int want) {
-    Set<String> seen = new TreeSet<>();
-    // Cancelling the context ends the stream once enough sessions have settled.
-    try (Context.CancellableContext scope = Context.current().withCancellation()) {
-      scope.run(
-          () -> {
-            Iterator<RaceIdleResponse> stream =
-                call(hub)
-                    .raceIdle(
-                        RaceIdleRequest.newBuilder()
-                            .addTags(tag)
-                            .setTimeoutMs(300)
-                            .setMaxWaitMs(20000)
-                            .build());
-            while (seen.size() < want && stream.hasNext()) {
-              Idle idle = stream.next().getIdle();
-              seen.add(idle.getServer() + "/" + idle.getSession());
-            }
-          });
+  /**
+   * Races every session tagged {@code tag} until {@code count} have settled (READY: each shell
+   * waits at its prompt); "server/session", sorted.
+   */
+  static List<String> raceIdle(HubServiceBlockingStub hub, String tag, int count) {
+    Iterator<RaceIdleResponse> stream =
+        call(hub)
+            .raceIdle(
+                RaceIdleRequest.newBuilder()
+                    .addTags(tag)
+                    .setMode(IdleMode.IDLE_MODE_READY)
+                    .setTimeoutMs(300)
+                    .setMaxWaitMs(20000)
+                    .setMaxResults(count)
+                    .build());
+    List<String> settled = new ArrayList<>();
+    // With max_results the stream ends OK after the last result; an error throws.
+    while (stream.hasNext()) {
+      Idle idle = stream.next().getIdle();
+      settled.add(idle.getServer() + "/" + idle.getSession());
     }
-    return seen;
+    settled.sort(null);
+    return settled;
   }
 
   static void expectNotFound(HubServiceBlockingStub client, String label) throws Exception {
@@ -150,8 +157,8 @@ public final class WshClient {
       check(
           error.getStatus().getCode() == Status.Code.NOT_FOUND,
           label + ": " + error.getStatus());
-      String reason = errorReason(error);
-      check(reason.equals("SESSION_NOT_FOUND"), label + ": reason " + reason);
+      ErrorReason reason = errorReason(error);
+      check(reason == ErrorReason.SESSION_NOT_FOUND, label + ": reason " + reason);
       return;
     }
     throw new AssertionError(label + ": GetScreen of a missing session succeeded");
@@ -182,7 +189,7 @@ public final class WshClient {
         "RaceIdle across hub and backend",
         () -> {
           String tag = PREFIX + "-race";
-          Set<String> want = new TreeSet<>();
+          List<String> want = new ArrayList<>();
           for (String server : List.of(hubName, backendName)) {
             String name = PREFIX + "-race-" + server;
             made.add(new Made(hub, server, name));
@@ -196,7 +203,8 @@ public final class WshClient {
                         .build());
             want.add(server + "/" + name);
           }
-          Set<String> got = raceIdle(hub, tag, want.size());
+          want.sort(null);
+          List<String> got = raceIdle(hub, tag, want.size());
           check(got.equals(want), "RaceIdle delivered " + got + ", want " + want);
         });
     step(
