@@ -99,3 +99,22 @@ def test_java_client(hub_and_backend: Cluster, capsys: pytest.CaptureFixture[str
         ["./build.sh"],
         ["java", "-jar", "build/wsh-client.jar"],
     )
+
+
+def test_buf_gen_yaml_generates_go_and_java_offline(tmp_path: Path) -> None:
+    """`buf generate` (buf.gen.yaml, local plugins only) writes Go and Java
+    code in the packages the protos' options name."""
+    done = subprocess.run(
+        ["buf", "generate", "-o", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    go = tmp_path / "gen/go/wsh/v1"
+    assert (go / "hub_grpc.pb.go").is_file() and (go / "errors.pb.go").is_file()
+    assert "package wshv1" in (go / "hub.pb.go").read_text()
+    java = tmp_path / "gen/java/dev/wsh/api/v1"
+    assert (java / "HubServiceGrpc.java").is_file() and (java / "ErrorReason.java").is_file()
