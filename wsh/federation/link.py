@@ -221,7 +221,7 @@ class BackendLink:
         changed = backend.health is not health
         backend.health = health
         backend.last_error = error
-        self._registry.changed(backend)
+        self._registry.changes.bump()
         if changed:
             self._registry.publish(ServerChange(ServerChangeKind.HEALTH_CHANGED, backend))
 
@@ -305,9 +305,7 @@ class BackendLink:
             self._transitions(second.inventory.states, publish=False)
             self._sent_at.clear()
             self._set(Health.HEALTHY)
-            # Already HEALTHY (a Link replaced at once): the new inventory
-            # must still be told.
-            self._registry.changed(backend)
+            self._registry.changes.bump()
             for change in changes.resynced(before, backend.sessions, was_quiet, self._quiet_ms()):
                 self._registry.publish(change)
             beats = asyncio.get_running_loop().create_task(
@@ -419,15 +417,13 @@ class BackendLink:
                 previous = event.previous_name if event.previous_name in backend.sessions else ""
                 old = backend.sessions.get(previous or info.name)
                 backend.upsert(info, event.previous_name)
-                self._registry.changed(backend, info.name)
-                if event.previous_name:
-                    self._registry.notify(backend, event.previous_name)
+                self._registry.changes.bump()
                 for change in changes.upserted(old, info, previous):
                     self._registry.publish(change)
             elif event.removed:
                 gone = backend.sessions.get(event.removed)
                 backend.remove(event.removed)
-                self._registry.changed(backend, event.removed)
+                self._registry.changes.bump()
                 if gone is not None:
                     how = ChangeKind.EXPIRED if event.expired else ChangeKind.KILLED
                     self._registry.publish(changes.removed(gone, how))
@@ -458,7 +454,6 @@ class BackendLink:
             known = backend.sessions.get(entry.name)
             was = (entry.name in backend.quiet, known.generation if known else -1)
             if backend.transition(entry.name, entry.generation, entry.quiet, entry.quiet_ms):
-                self._registry.notify(backend, entry.name)
                 # Settled again at a newer generation (the active turn in
                 # between was not seen) is news too; the same state is not.
                 info = backend.sessions[entry.name]

@@ -165,11 +165,6 @@ def server_not_found(hostname: str) -> WshError:
     )
 
 
-# Told of every change to a backend: its session ``name``, or None for its
-# health, its whole inventory, its registration.
-ChangeListener = Callable[[Backend, str | None], None]
-
-
 class Registry:
     """Backends in registration order, looked up by address or hostname."""
 
@@ -178,28 +173,9 @@ class Registry:
         self._backends: dict[str, Backend] = {}  # canonical address -> backend
         # Inventory and health changes, for those that wait for one.
         self.changes = Changes()
-        self._listeners: list[ChangeListener] = []
         self._watchers: list[RegistryListener] = []
 
-    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call ``listener`` on every change, transitions included; returns
-        an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def changed(self, backend: Backend, name: str | None = None) -> None:
-        """Backend ``backend``'s session ``name`` (None: anything else of it)
-        changed in its inventory or health."""
-        self.changes.bump()
-        self.notify(backend, name)
-
-    def notify(self, backend: Backend, name: str | None) -> None:
-        """Tell listeners only: for a transition of session ``name``, which
-        nothing that waits on ``changes`` cares about."""
-        for listener in list(self._listeners):
-            listener(backend, name)
-
-    # -- events for watchers ---------------------------------------------------
+    # -- events for watchers and races -----------------------------------------
 
     def subscribe(self, listener: RegistryListener) -> Callable[[], None]:
         """Call ``listener`` with what each change was (created, killed, a
@@ -248,14 +224,14 @@ class Registry:
                 {"address": backend.address.url},
             )
         self._backends[backend.address.url] = backend
-        self.changed(backend)
+        self.changes.bump()
         self.publish(ServerChange(ServerChangeKind.ADDED, backend))
 
     def remove(self, backend: Backend) -> None:
         if self._backends.get(backend.address.url) is backend:
             del self._backends[backend.address.url]
             self.forget_sessions(backend)
-            self.changed(backend)
+            self.changes.bump()
             self.publish(ServerChange(ServerChangeKind.REMOVED, backend))
 
     def find(self, hostname: str = "", address: str = "") -> Backend:
