@@ -75,6 +75,11 @@ class HubServiceStub:
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _grpc.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]
     """Streams sessions in scope as they settle, first settled first."""
+    Attach: _grpc.StreamStreamMultiCallable[_hub_pb2.AttachRequest, _hub_pb2.AttachResponse]
+    """Watches and drives one session live: the first request names it, the
+    first response is a snapshot of its screen, then its raw output follows,
+    with nothing lost or repeated between the two. See AttachRequest.
+    """
     ListServers: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]
     """Lists this server first, then every registered backend."""
     GetServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]
@@ -134,6 +139,11 @@ class HubServiceAsyncStub(HubServiceStub):
     """Waits until the session has been quiet for timeout_ms."""
     RaceIdle: _aio.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]  # type: ignore[assignment]
     """Streams sessions in scope as they settle, first settled first."""
+    Attach: _aio.StreamStreamMultiCallable[_hub_pb2.AttachRequest, _hub_pb2.AttachResponse]  # type: ignore[assignment]
+    """Watches and drives one session live: the first request names it, the
+    first response is a snapshot of its screen, then its raw output follows,
+    with nothing lost or repeated between the two. See AttachRequest.
+    """
     ListServers: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]  # type: ignore[assignment]
     """Lists this server first, then every registered backend."""
     GetServer: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]  # type: ignore[assignment]
@@ -256,6 +266,17 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_hub_pb2.RaceIdleResponse], _abc.AsyncIterator[_hub_pb2.RaceIdleResponse]]:
         """Streams sessions in scope as they settle, first settled first."""
+
+    @_abc_1.abstractmethod
+    def Attach(
+        self,
+        request_iterator: _MaybeAsyncIterator[_hub_pb2.AttachRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_hub_pb2.AttachResponse], _abc.AsyncIterator[_hub_pb2.AttachResponse]]:
+        """Watches and drives one session live: the first request names it, the
+        first response is a snapshot of its screen, then its raw output follows,
+        with nothing lost or repeated between the two. See AttachRequest.
+        """
 
     @_abc_1.abstractmethod
     def ListServers(
