@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from wsh import convert, defaults
-from wsh.api import remote, routing
+from wsh.api import attach, remote, routing
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
@@ -52,6 +52,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self.registry = federation.registry
         self._render = ScreenRenderer()
         self._races: set[ClusterRace] = set()
+        self._relays: set[attach.Relay] = set()
         self._inventory = InventoryRenderer()
 
     @property
@@ -271,10 +272,40 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             self._races.discard(race)
             await race.close()
 
+    @streaming
+    async def Attach(
+        self, requests: AsyncIterator[hub_pb2.AttachRequest], context: Ctx
+    ) -> AsyncIterator[hub_pb2.AttachResponse]:
+        with self._limits.hold(context.peer(), "Attach"):
+            start = await attach.first_request(requests)
+            backend = self.target(start.server, start.name)
+            if backend is None:
+                stream = attach.local(
+                    self._sessions,
+                    self._sessions.get(start.name),
+                    start,
+                    requests,
+                    self._render.screen,
+                    self.hostname,
+                )
+                async for response in stream:
+                    yield response
+                return
+            relay = attach.Relay(self._federation.link(backend))
+            self._relays.add(relay)
+            try:
+                async for response in relay.run(start, requests, context):
+                    yield response
+            finally:
+                self._relays.discard(relay)
+
     def interrupt_races(self, error: WshError) -> None:
-        """End every open RaceIdle stream with ``error`` (server shutdown)."""
+        """End every open RaceIdle stream and relayed Attach with ``error``
+        (server shutdown); local Attach streams end with their sessions' waits."""
         for race in self._races:
             race.fail(error)
+        for relay in self._relays:
+            relay.interrupt(error)
 
     # -- servers --------------------------------------------------------------
 
@@ -371,6 +402,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 rss_bytes=proc.rss_bytes,
                 links=self._limits.total("Link"),
                 races=self._limits.total("RaceIdle"),
+                attaches=self._limits.total("Attach"),
             )
         )
         return response
