@@ -118,8 +118,8 @@ SETTINGS: tuple[Setting, ...] = (
         "attach_buffer_bytes", "--attach-buffer", "WSH_ATTACH_BUFFER", "attach_buffer",
         "int", defaults.ATTACH_BUFFER_BYTES,
         "output an attacher may have pending; past it the output is dropped and the "
-        "attacher gets a new snapshot (a resync)",
-        minimum=1, metavar="BYTES",
+        "attacher gets a new snapshot (a resync); at least 65536, one read of the PTY",
+        minimum=65536, metavar="BYTES",
     ),
     Setting(
         "max_connections", "--max-connections", "WSH_MAX_CONNECTIONS", "max_connections",
