@@ -169,8 +169,8 @@ def test_each_rpc_has_a_method_on_both_clients(rpc: str) -> None:
     sync_method = getattr(Client, snake(rpc))
     async_method = getattr(AsyncClient, snake(rpc))
     assert not inspect.iscoroutinefunction(sync_method)
-    # RaceIdle is a stream: an async iterator, not a coroutine.
-    assert inspect.iscoroutinefunction(async_method) == (rpc != "RaceIdle")
+    # RaceIdle and Attach are streams: async iterators, not coroutines.
+    assert inspect.iscoroutinefunction(async_method) == (rpc not in ("RaceIdle", "Attach"))
     assert inspect.signature(sync_method).parameters == inspect.signature(async_method).parameters
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from tests.attach import Attacher
 from tests.calls import RPC_TIMEOUT, create, kill
 from tests.cluster import Cluster, wait_until
 from tests.procs import ServerProc, assert_no_traceback, error_reason, stub
+from wsh.client import AsyncClient, Client, WshRpcError
+from wsh.terminal.screen import TerminalScreen
 from wsh.v1 import hub_pb2, hub_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -363,6 +366,64 @@ def test_backend_dying_mid_stream_and_shutdown(
     assert error_reason(here.error) == "SERVER_SHUTTING_DOWN"
     assert hub_proc.log_path is not None
     assert_no_traceback(hub_proc.log_path.read_text())
+
+
+# -- the SDK ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_sdk_blocking_client(cluster: Cluster, where: str) -> None:
+    name = f"att-sdk-{where}"
+    with Client(cluster.hub.addr, timeout=RPC_TIMEOUT) as client:
+        client.create_session(name=name, server=server_of(where), command="exec cat")
+        with client.attach(name, rows=10, cols=33, timeout=60) as attached:
+            shown = TerminalScreen(10, 33)
+            shown.feed(next(attached))  # the snapshot's repaint
+            assert attached.snapshot is not None and attached.snapshot.screen.cols == 33
+            attached.send("sdk-says\n")
+            # Each read is bounded by the call's deadline.
+            while "sdk-says" not in shown.view(False).lines[1]:
+                shown.feed(next(attached))
+            attached.detach()
+            assert list(attached) == [] and attached.exit_code is None
+        client.kill_session(name)
+        client.create_session(name=name, server=server_of(where), command="exit 4")
+        with client.attach(name, read_only=True, timeout=60) as attached:
+            chunks = list(attached)
+        assert attached.exit_code == 4 and chunks
+        with pytest.raises(WshRpcError) as err:
+            list(client.attach("att-sdk-nobody", timeout=60))
+        assert err.value.reason == "SESSION_NOT_FOUND"
+        client.kill_session(name)
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_sdk_async_client(cluster: Cluster, where: str) -> None:
+    name = f"att-asdk-{where}"
+    async with AsyncClient(cluster.hub.addr, timeout=RPC_TIMEOUT) as client:
+        await client.create_session(name=name, server=server_of(where))
+        async with client.attach(name, timeout=60) as attached:
+            received = b""
+            await attached.send("echo async-$((6*7))\n")
+            await attached.resize(20, 70)
+            await attached.send("stty size\n")
+            async with asyncio.timeout(20):
+                async for chunk in attached:
+                    received += chunk
+                    if b"async-42" in received and b"20 70" in received:
+                        break
+            await attached.detach()
+            async with asyncio.timeout(20):
+                rest = [chunk async for chunk in attached]
+            assert b"20 70" not in b"".join(rest)
+        with pytest.raises(WshRpcError) as err:
+            async with client.attach(name, read_only=True, timeout=60) as watcher:
+                await watcher.send("no\n")
+                async with asyncio.timeout(20):
+                    async for _ in watcher:
+                        pass
+        assert err.value.reason == "ATTACH_READ_ONLY"
+        await client.kill_session(name)
 
 
 def test_no_traceback_in_the_cluster_logs(cluster: Cluster) -> None:
