@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,9 +102,11 @@ def test_attach_types_follows_the_window_and_detaches_cleanly(
     pane.type("echo typed-$((3*4))")
     pane.wait_for("typed-12")
     # The window's size follows: at attach, then on SIGWINCH.
-    size = lambda: hub.GetSession(  # noqa: E731
-        hub_pb2.GetSessionRequest(name="target"), timeout=RPC_TIMEOUT
-    ).session
+    size = lambda: (
+        hub.GetSession(  # noqa: E731
+            hub_pb2.GetSessionRequest(name="target"), timeout=RPC_TIMEOUT
+        ).session
+    )
     assert (size().rows, size().cols) == (30, 100)
     pane.tmux.tmux("resize-window", "-t", PANE, "-x", "90", "-y", "20")
     wait_until(lambda: (size().rows, size().cols) == (20, 90), what="the session to follow")
@@ -144,9 +146,9 @@ def test_errors_and_signals_restore_the_terminal(
     assert "SESSION_NOT_FOUND" in pane.text()
     create(hub, "victim")
     pane.type(wsh_attach("victim", redirect=">/dev/null"))
+    info = hub_pb2.GetServerInfoRequest()
     wait_until(
-        lambda: hub.GetServerInfo(hub_pb2.GetServerInfoRequest(), timeout=RPC_TIMEOUT).stats.attaches
-        == 1,
+        lambda: hub.GetServerInfo(info, timeout=RPC_TIMEOUT).stats.attaches == 1,
         what="the attach",
     )
     os.kill(attach_pid("victim"), signal.SIGTERM)
