@@ -28,6 +28,7 @@ class Attacher:
         timeout: float | None = 60.0,
         first: hub_pb2.AttachRequest | None = None,
         read: bool = True,
+        metadata: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         start = hub_pb2.AttachStart(
             name=name,
@@ -38,7 +39,7 @@ class Attacher:
             start.size.rows, start.size.cols = size
         self._requests: queue.Queue[hub_pb2.AttachRequest | None] = queue.Queue()
         self._requests.put(first or hub_pb2.AttachRequest(start=start))
-        self.call = hub.Attach(iter(self._requests.get, None), timeout=timeout)
+        self.call = hub.Attach(iter(self._requests.get, None), timeout=timeout, metadata=metadata)
         self._responses: queue.Queue[object] = queue.Queue()
         self.error: grpc.RpcError | None = None
         self.ended = False
@@ -70,6 +71,10 @@ class Attacher:
 
     def detach(self) -> None:
         self._requests.put(hub_pb2.AttachRequest(detach=hub_pb2.AttachDetach()))
+
+    def half_close(self) -> None:
+        """No more requests; responses go on."""
+        self._requests.put(None)
 
     def close(self) -> None:
         self._requests.put(None)

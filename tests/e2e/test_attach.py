@@ -130,6 +130,12 @@ def test_two_attachers_and_a_read_only_one_refused_input(
     driver.send(b"echo both-$((40+2))\n")
     driver.until(b"both-42")
     watcher.until(b"both-42")
+    # A client that closes its side still receives.
+    quiet = Attacher(cluster_hub, name, read_only=True)
+    quiet.half_close()
+    driver.send(b"echo half-$((3+3))\n")
+    quiet.until(b"half-6")
+    quiet.close()
     watcher.send(b"echo no\n")
     watcher.finish()
     assert watcher.error is not None
@@ -424,6 +430,34 @@ async def test_sdk_async_client(cluster: Cluster, where: str) -> None:
                         pass
         assert err.value.reason == "ATTACH_READ_ONLY"
         await client.kill_session(name)
+
+
+def test_the_token_is_checked(tmp_path: Path) -> None:
+    token = "attach-token-0123456789"
+    with ServerProc("guarded", "--token", token, "--config", str(tmp_path / "g.toml")) as server:
+        channel, hub = stub(server.addr)
+        try:
+            wrong = (("authorization", "Bearer wrong-token-0123456789"),)
+            for metadata, code in (
+                (None, grpc.StatusCode.UNAUTHENTICATED),
+                (wrong, grpc.StatusCode.PERMISSION_DENIED),
+            ):
+                refused = Attacher(hub, "any", metadata=metadata)
+                refused.finish()
+                assert refused.error is not None
+                assert refused.error.code() == code  # type: ignore[attr-defined]
+            good = (("authorization", f"Bearer {token}"),)
+            hub.CreateSession(
+                hub_pb2.CreateSessionRequest(name="mine", command="exec cat"),
+                timeout=RPC_TIMEOUT,
+                metadata=good,
+            )
+            allowed = Attacher(hub, "mine", metadata=good)
+            allowed.step(20)
+            assert allowed.error is None and allowed.snapshots
+            allowed.close()
+        finally:
+            channel.close()
 
 
 def test_no_traceback_in_the_cluster_logs(cluster: Cluster) -> None:

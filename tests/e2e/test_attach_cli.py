@@ -101,15 +101,16 @@ def test_attach_types_follows_the_window_and_detaches_cleanly(
     assert "detach with Ctrl-\\" in pane.text()
     pane.type("echo typed-$((3*4))")
     pane.wait_for("typed-12")
+
     # The window's size follows: at attach, then on SIGWINCH.
-    size = lambda: (
-        hub.GetSession(  # noqa: E731
-            hub_pb2.GetSessionRequest(name="target"), timeout=RPC_TIMEOUT
-        ).session
-    )
-    assert (size().rows, size().cols) == (30, 100)
+    def size() -> tuple[int, int]:
+        request = hub_pb2.GetSessionRequest(name="target")
+        session = hub.GetSession(request, timeout=RPC_TIMEOUT).session
+        return session.rows, session.cols
+
+    assert size() == (30, 100)
     pane.tmux.tmux("resize-window", "-t", PANE, "-x", "90", "-y", "20")
-    wait_until(lambda: (size().rows, size().cols) == (20, 90), what="the session to follow")
+    wait_until(lambda: size() == (20, 90), what="the session to follow")
     pane.keys("C-\\")
     pane.wait_for("status=0")
     assert "[wsh: detached from target]" in pane.text()

@@ -101,10 +101,8 @@ async def local(
 ) -> AsyncIterator[hub_pb2.AttachResponse]:
     """Serve an Attach of ``session``, a session of this server."""
     watching = read_only(start)
-    if not watching and start.HasField("size") and session.process.running:
-        sessions.resize(session.name, start.size.rows, start.size.cols)
     styled = start.format == types_pb2.SCREEN_FORMAT_STYLED
-    tap = sessions.attach(session)
+    tap = sessions.attach(session)  # first: past the limit, nothing is changed
 
     def snapshot() -> hub_pb2.AttachResponse:
         # One step: the repaint, the tap's restart and the screen are the
@@ -121,7 +119,13 @@ async def local(
             )
         )
 
-    first = snapshot()
+    try:
+        if not watching and start.HasField("size") and session.process.running:
+            sessions.resize(session.name, start.size.rows, start.size.cols)
+        first = snapshot()
+    except BaseException:
+        tap.detach()
+        raise
     reader = asyncio.create_task(
         _take_requests(requests, sessions, session, tap, watching),
         name=f"attach-requests-{session.name}",

@@ -835,7 +835,8 @@ class AttachRequest(_message.Message):
     later `start`, gives INVALID_ARGUMENT ATTACH_NOT_STARTED or
     ATTACH_ALREADY_STARTED.
 
-    The stream ends: OK after `detach` (or once the client closes its side);
+    The stream ends: OK after `detach` (a client that only closes its side
+    sends nothing more but still receives);
     with an AttachEnd then OK when the process exits; NOT_FOUND
     SESSION_NOT_FOUND when the session is killed; UNAVAILABLE
     SERVER_UNAVAILABLE when a backend in between fails; UNAVAILABLE
@@ -855,7 +856,9 @@ class AttachRequest(_message.Message):
     """Bytes for the program, as SendInput writes them (at most 1 MiB each,
     else INVALID_ARGUMENT INPUT_TOO_LARGE; each moves the generation on). A
     READ_ONLY attacher sending input gets PERMISSION_DENIED
-    ATTACH_READ_ONLY, which ends its stream.
+    ATTACH_READ_ONLY, which ends its stream. Input and resizes that come
+    after the process exited are dropped: the stream is about to end with
+    AttachEnd.
     """
     @_builtins.property
     def start(self) -> Global___AttachStart: ...
