@@ -432,6 +432,26 @@ async def test_sdk_async_client(cluster: Cluster, where: str) -> None:
         await client.kill_session(name)
 
 
+@pytest.mark.parametrize("where", WHERE)
+def test_malformed_requests_are_invalid_argument(cluster: Cluster, where: str) -> None:
+    name = f"att-garbage-{where}"
+    assert cluster.stub is not None
+    create(cluster.stub, name, server_of(where), command="exec cat")
+    garbage = b"\xff\xff\xff\xff\x0f"
+    start = hub_pb2.AttachRequest(start=hub_pb2.AttachStart(name=name)).SerializeToString()
+    with grpc.insecure_channel(cluster.hub.addr) as channel:
+        attach = channel.stream_stream(
+            "/wsh.v1.HubService/Attach", request_serializer=None, response_deserializer=None
+        )
+        for messages in ([garbage], [start, garbage]):
+            with pytest.raises(grpc.RpcError) as err:
+                list(attach(iter(messages), timeout=RPC_TIMEOUT))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            assert error_reason(err.value) == "MALFORMED_REQUEST"
+    wait_until(lambda: stats(cluster.stub).attaches == 0, what="the streams to end")  # type: ignore[arg-type]
+    kill(cluster.stub, name)
+
+
 def test_the_token_is_checked(tmp_path: Path) -> None:
     token = "attach-token-0123456789"
     with ServerProc("guarded", "--token", token, "--config", str(tmp_path / "g.toml")) as server:

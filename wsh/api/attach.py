@@ -170,6 +170,10 @@ async def _take_requests(
                 sessions.resize(session.name, request.resize.rows, request.resize.cols)
     except WshError as err:
         tap.fail(err)
+    except grpc.aio.AbortError:
+        # A request that did not parse: the guard (api/status.py) has sent
+        # the status already; the stream just ends.
+        tap.detach()
     # A client that closes its side only stops sending; output goes on.
 
 
@@ -184,6 +188,7 @@ class Relay:
         self._call: grpc.aio.StreamStreamCall[hub_pb2.AttachRequest, hub_pb2.AttachResponse] | None
         self._call = None
         self._error: WshError | None = None
+        self._aborted = False  # the call's status was sent already
 
     def interrupt(self, error: WshError) -> None:
         self._error = self._error or error
@@ -215,6 +220,8 @@ class Relay:
                     yield checked
             except (grpc.aio.AioRpcError, asyncio.CancelledError) as err:
                 # An interrupt cancels the call: its own error is the one to tell.
+                if self._aborted:
+                    return
                 if self._error is not None:
                     raise self._error from None
                 if isinstance(err, asyncio.CancelledError):
@@ -242,5 +249,9 @@ class Relay:
             await call.done_writing()
         except WshError as err:
             self.interrupt(err)
+        except grpc.aio.AbortError:
+            # A request that did not parse: its status was sent (api/status.py).
+            self._aborted = True
+            call.cancel()
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             return  # the call ended: its reader tells why
