@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from wsh import convert, defaults
-from wsh.api import remote, routing
+from wsh.api import attach, remote, routing
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
@@ -55,6 +55,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self.registry = federation.registry
         self._render = ScreenRenderer()
         self._races: set[ClusterRace] = set()
+        self._relays: set[attach.Relay] = set()
         self._inventory = InventoryRenderer()
         self._watches = Watches(
             identity.hostname,
@@ -322,10 +323,14 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return skips
 
     def interrupt_races(self, error: WshError) -> None:
-        """End every open RaceIdle and WatchSessions stream with ``error`` (server shutdown)."""
+        """End every open RaceIdle, WatchSessions and relayed Attach stream with
+        ``error`` (server shutdown); local Attach streams end with their
+        sessions' waits."""
         for race in self._races:
             race.fail(error)
         self._watches.fail(error)
+        for relay in self._relays:
+            relay.interrupt(error)
 
     @streaming
     async def WatchSessions(
@@ -337,6 +342,33 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         with self._limits.hold(context.peer(), "WatchSessions"):
             async for response in self._watches.stream(Watcher(request.server, tags)):
                 yield response
+
+    @streaming
+    async def Attach(
+        self, requests: AsyncIterator[hub_pb2.AttachRequest], context: Ctx
+    ) -> AsyncIterator[hub_pb2.AttachResponse]:
+        with self._limits.hold(context.peer(), "Attach"):
+            start = await attach.first_request(requests)
+            backend = self.target(start.server, start.name)
+            if backend is None:
+                stream = attach.local(
+                    self._sessions,
+                    self._sessions.get(start.name),
+                    start,
+                    requests,
+                    self._render.screen,
+                    self.hostname,
+                )
+                async for response in stream:
+                    yield response
+                return
+            relay = attach.Relay(self._federation.link(backend))
+            self._relays.add(relay)
+            try:
+                async for response in relay.run(start, requests, context):
+                    yield response
+            finally:
+                self._relays.discard(relay)
 
     # -- servers --------------------------------------------------------------
 
@@ -434,6 +466,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 links=self._limits.total("Link"),
                 races=self._limits.total("RaceIdle"),
                 watches=self._limits.total("WatchSessions"),
+                attaches=self._limits.total("Attach"),
             )
         )
         return response

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from wsh import defaults
 from wsh.errors import Kind, WshError, invalid, session_not_found, shorten
 from wsh.names import check_session_name, check_tag_count, check_tags
+from wsh.sessions.attach import OutputTap
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
 from wsh.terminal.process import SpawnSpec
@@ -82,8 +83,12 @@ class SessionManager:
         exited_retention_s: float = defaults.EXITED_RETENTION_S,
         scrollback_limit: int = defaults.SCROLLBACK_LINES,
         scrollback_bytes: int = defaults.SCROLLBACK_BYTES,
+        max_attachers: int = defaults.MAX_ATTACHERS,
+        attach_buffer_bytes: int = defaults.ATTACH_BUFFER_BYTES,
     ) -> None:
         self.hostname = hostname
+        self.max_attachers = max_attachers
+        self.attach_buffer_bytes = attach_buffer_bytes
         self.max_sessions = max_sessions
         self.exited_retention_s = exited_retention_s
         self.scrollback_limit = scrollback_limit
@@ -260,6 +265,10 @@ class SessionManager:
         self._upserted(session)
         return session
 
+    def attach(self, session: Session) -> OutputTap:
+        """A tap of ``session``'s output within this server's attach limits."""
+        return session.attach(self.attach_buffer_bytes, self.max_attachers)
+
     async def kill(self, name: str) -> None:
         """End the session's process group, reap it and forget the session."""
         session = self.get(name)
@@ -296,6 +305,7 @@ class SessionManager:
         """Fail every idle wait with ``error``, so that a shutdown need not outwait them."""
         for session in self._sessions.values():
             session.activity.close(error)
+            session.end_taps(error)
 
     async def close_all(self) -> None:
         """Kill every session concurrently (server shutdown)."""

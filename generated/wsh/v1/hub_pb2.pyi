@@ -184,6 +184,34 @@ repeating them all.
 """
 Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
 
+class _AttachMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttachModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttachMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTACH_MODE_UNSPECIFIED: _AttachMode.ValueType  # 0
+    """Means READ_WRITE."""
+    ATTACH_MODE_READ_WRITE: _AttachMode.ValueType  # 1
+    """Input and resizes are taken."""
+    ATTACH_MODE_READ_ONLY: _AttachMode.ValueType  # 2
+    """Output only: input is refused (PERMISSION_DENIED ATTACH_READ_ONLY) and
+    resizes are ignored.
+    """
+
+class AttachMode(_AttachMode, metaclass=_AttachModeEnumTypeWrapper):
+    """What an attacher may do."""
+
+ATTACH_MODE_UNSPECIFIED: AttachMode.ValueType  # 0
+"""Means READ_WRITE."""
+ATTACH_MODE_READ_WRITE: AttachMode.ValueType  # 1
+"""Input and resizes are taken."""
+ATTACH_MODE_READ_ONLY: AttachMode.ValueType  # 2
+"""Output only: input is refused (PERMISSION_DENIED ATTACH_READ_ONLY) and
+resizes are ignored.
+"""
+Global___AttachMode: _TypeAlias = AttachMode  # noqa: Y015
+
 class _ServerHealth:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1190,6 +1218,263 @@ class WatchSessionsResponse(_message.Message):
 Global___WatchSessionsResponse: _TypeAlias = WatchSessionsResponse  # noqa: Y015
 
 @_typing.final
+class AttachRequest(_message.Message):
+    """One request of an Attach stream: the first is `start`, every later one
+    `input`, `resize` or `detach`. A first request that is not `start`, or a
+    later `start`, gives INVALID_ARGUMENT ATTACH_NOT_STARTED or
+    ATTACH_ALREADY_STARTED.
+
+    The stream ends: OK after `detach` (a client that only closes its side
+    sends nothing more but still receives);
+    with an AttachEnd then OK when the process exits; NOT_FOUND
+    SESSION_NOT_FOUND when the session is killed; UNAVAILABLE
+    SERVER_UNAVAILABLE when a backend in between fails; UNAVAILABLE
+    SERVER_SHUTTING_DOWN when the server stops. An open Attach counts against
+    two limits: RESOURCE_EXHAUSTED TOO_MANY_STREAMS past 256 per client address
+    (kind "Attach"), TOO_MANY_ATTACHERS past the server's `max_attachers` per
+    session.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
+    DETACH_FIELD_NUMBER: _builtins.int
+    input: _builtins.bytes
+    """Bytes for the program, as SendInput writes them (at most 1 MiB each,
+    else INVALID_ARGUMENT INPUT_TOO_LARGE; each moves the generation on). A
+    READ_ONLY attacher sending input gets PERMISSION_DENIED
+    ATTACH_READ_ONLY, which ends its stream. Input and resizes that come
+    after the process exited are dropped: the stream is about to end with
+    AttachEnd.
+    """
+    @_builtins.property
+    def start(self) -> Global___AttachStart:
+        """First request only: which session, and how."""
+
+    @_builtins.property
+    def resize(self) -> Global___AttachSize:
+        """Resizes the session as ResizeSession does (0 keeps a dimension). With
+        several attachers the last resize wins: the session has one size, and
+        every attacher's terminal shows it (a smaller terminal wraps, a larger
+        one leaves a margin).
+        """
+
+    @_builtins.property
+    def detach(self) -> Global___AttachDetach:
+        """Ends the stream cleanly (OK); the session runs on."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___AttachStart | None = ...,
+        input: _builtins.bytes = ...,
+        resize: Global___AttachSize | None = ...,
+        detach: Global___AttachDetach | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["detach", b"detach", "input", b"input", "request", b"request", "resize", b"resize", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detach", b"detach", "input", b"input", "request", b"request", "resize", b"resize", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["start", "input", "resize", "detach"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___AttachRequest: _TypeAlias = AttachRequest  # noqa: Y015
+
+@_typing.final
+class AttachStart(_message.Message):
+    """The first request of an Attach stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Hostname of the session's server; empty: found by name (see HubService)."""
+    name: _builtins.str
+    """The session's name."""
+    mode: Global___AttachMode.ValueType
+    """UNSPECIFIED means READ_WRITE."""
+    format: _types_pb2.ScreenFormat.ValueType
+    """Format of AttachSnapshot.screen."""
+    @_builtins.property
+    def size(self) -> Global___AttachSize:
+        """The client's terminal size: the session is resized to it before the
+        snapshot (a READ_ONLY attacher never resizes; unset keeps the size).
+        """
+
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        name: _builtins.str = ...,
+        mode: Global___AttachMode.ValueType = ...,
+        size: Global___AttachSize | None = ...,
+        format: _types_pb2.ScreenFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "mode", b"mode", "name", b"name", "server", b"server", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachStart: _TypeAlias = AttachStart  # noqa: Y015
+
+@_typing.final
+class AttachSize(_message.Message):
+    """A terminal size, each dimension clamped to 1..1000 (0 keeps the current)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    COLS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    """Height in rows."""
+    cols: _builtins.int
+    """Width in columns."""
+    def __init__(
+        self,
+        *,
+        rows: _builtins.int = ...,
+        cols: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachSize: _TypeAlias = AttachSize  # noqa: Y015
+
+@_typing.final
+class AttachDetach(_message.Message):
+    """Ends an Attach stream cleanly."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachDetach: _TypeAlias = AttachDetach  # noqa: Y015
+
+@_typing.final
+class AttachResponse(_message.Message):
+    """One response of an Attach stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    output: _builtins.bytes
+    """Raw output of the program, in order, as the terminal emulator of the
+    server that owns the session reads it after the last snapshot.
+    """
+    @_builtins.property
+    def snapshot(self) -> Global___AttachSnapshot:
+        """First, and again after every resync."""
+
+    @_builtins.property
+    def end(self) -> Global___AttachEnd:
+        """The process exited; the last response before the stream ends (OK)."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___AttachSnapshot | None = ...,
+        output: _builtins.bytes = ...,
+        end: Global___AttachEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "output", b"output", "response", b"response", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "output", b"output", "response", b"response", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["snapshot", "output", "end"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
+
+Global___AttachResponse: _TypeAlias = AttachResponse  # noqa: Y015
+
+@_typing.final
+class AttachSnapshot(_message.Message):
+    """The screen at one point of the output, after which `output` continues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAINT_FIELD_NUMBER: _builtins.int
+    SCREEN_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    RESYNCS_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    repaint: _builtins.bytes
+    """Escape sequences that make a terminal of the session's size, at any
+    state, show the screen exactly: contents, styles, cursor, alternate
+    screen, modes. Then write each `output` as it comes.
+    """
+    generation: _builtins.int
+    """The session's generation at the snapshot."""
+    resyncs: _builtins.int
+    """Snapshots sent because this attacher fell behind: its output beyond its
+    buffer (the server's `attach_buffer_bytes`, 1 MiB by default) was dropped
+    and this snapshot replaces it. 0 in the first snapshot.
+    """
+    server: _builtins.str
+    """Hostname of the server that owns the session."""
+    @_builtins.property
+    def screen(self) -> _types_pb2.Screen:
+        """The same screen as GetScreen gives it, in AttachStart.format."""
+
+    def __init__(
+        self,
+        *,
+        repaint: _builtins.bytes = ...,
+        screen: _types_pb2.Screen | None = ...,
+        generation: _builtins.int = ...,
+        resyncs: _builtins.int = ...,
+        server: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["screen", b"screen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "repaint", b"repaint", "resyncs", b"resyncs", "screen", b"screen", "server", b"server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachSnapshot: _TypeAlias = AttachSnapshot  # noqa: Y015
+
+@_typing.final
+class AttachEnd(_message.Message):
+    """The session's process exited."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    exit_code: _builtins.int
+    """The process's exit code; negative: killed by that signal."""
+    def __init__(
+        self,
+        *,
+        exit_code: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachEnd: _TypeAlias = AttachEnd  # noqa: Y015
+
+@_typing.final
 class Server(_message.Message):
     """A server of the cluster, as this one sees it."""
 
@@ -1571,6 +1856,7 @@ class ServerStats(_message.Message):
     LINKS_FIELD_NUMBER: _builtins.int
     RACES_FIELD_NUMBER: _builtins.int
     WATCHES_FIELD_NUMBER: _builtins.int
+    ATTACHES_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
     """Sessions held, exited ones included."""
     open_fds: _builtins.int
@@ -1587,6 +1873,8 @@ class ServerStats(_message.Message):
     """RaceIdle streams being served."""
     watches: _builtins.int
     """WatchSessions streams being served."""
+    attaches: _builtins.int
+    """Attach streams being served (relayed ones too)."""
     def __init__(
         self,
         *,
@@ -1598,10 +1886,11 @@ class ServerStats(_message.Message):
         links: _builtins.int = ...,
         races: _builtins.int = ...,
         watches: _builtins.int = ...,
+        attaches: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks", "watches", b"watches"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attaches", b"attaches", "child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks", "watches", b"watches"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
