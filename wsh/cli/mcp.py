@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -131,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wsh mcp: cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr)
             return EXIT_FAILED
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format=LOG_FORMAT)
+    # uvicorn stops on SIGINT or SIGTERM, then raises the signal again once it
+    # has shut down; as an interrupt, SIGTERM then ends with status 0 like SIGINT.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(_serve(args, token, sock))
     except KeyboardInterrupt:
