@@ -17,9 +17,11 @@ from typing import Any
 
 import uvicorn
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel import Server
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt
+from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
@@ -38,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wsh import __version__
 from wsh.client import AsyncClient, WshRpcError
-from wsh.mcp import prompt
+from wsh.mcp import prompt, stdio
 from wsh.mcp.resources import (
     ScreenResources,
     ScreenUri,
@@ -81,11 +83,18 @@ class WshMCP(MCPServer[Any]):
         # MCPServer has no public way to serve resources/subscribe (the
         # revisions before 2026-07-28 subscribe this way); its low-level
         # server does, and then advertises the capability.
-        lowlevel = self._lowlevel_server
-        lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
-        lowlevel.add_request_handler(
+        self.lowlevel.add_request_handler(
+            "resources/subscribe", SubscribeRequestParams, self._subscribe
+        )
+        self.lowlevel.add_request_handler(
             "resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe
         )
+
+    @property
+    def lowlevel(self) -> Server[Any]:
+        """The SDK's low-level server under MCPServer (2.3 names it only privately):
+        for resources/subscribe, and to run it on :mod:`wsh.mcp.stdio`'s pipes."""
+        return self._lowlevel_server
 
     async def close(self) -> None:
         """Stop every watch (the client is the caller's to close)."""
@@ -172,7 +181,13 @@ def _hub_error(exc: WshRpcError) -> MCPError:
 async def serve_stdio(server: WshMCP) -> None:
     """Serve one client on standard input and output until it closes them."""
     try:
-        await server.run_stdio_async()
+        async with stdio.pipes() as streams:
+            if streams is None:
+                await server.run_stdio_async()
+                return
+            lowlevel = server.lowlevel
+            async with stdio_server(*streams) as (read, write):  # type: ignore[arg-type]
+                await lowlevel.run(read, write, lowlevel.create_initialization_options())
     finally:
         await server.close()
 
