@@ -15,9 +15,12 @@ the prompt after it. Target: the MCP median at most 2 ms above the direct one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import _harness as h
 import grpc
@@ -34,6 +37,22 @@ TARGET_OVERHEAD_MS = 2.0
 SESSION = "bench-mcp"
 
 Probe = Callable[[str], Awaitable[list[str]]]
+
+
+def mcp_server_pid() -> int:
+    """The ``wsh mcp`` child this process spawned (the SDK does not say which)."""
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"mcp" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                    return int(pid)
+    raise RuntimeError("no wsh mcp child process")
+
+
+def cpu_ms(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far, in milliseconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def direct_probe(client: AsyncClient) -> Probe:
@@ -78,11 +97,15 @@ async def measure(addr: str, rounds: int) -> None:
         for probe in probes.values():
             for _ in range(WARMUP_RUNS):
                 await timed(probe, [], [])
+        pid = mcp_server_pid()
+        cpu_before = cpu_ms(pid)
         for i in h.bounded(rounds, RUN_S):
             # Turns alternate so that neither side always runs right after the other.
             order = list(probes.items()) if i % 2 == 0 else list(reversed(probes.items()))
             for name, probe in order:
                 await timed(probe, samples[name], wrong[name])
+        # The wsh mcp process works only for the MCP turns.
+        cpu_per_call = (cpu_ms(pid) - cpu_before) / len(samples["mcp"])
     over_mcp, straight = h.Stats.of(samples["mcp"]), h.Stats.of(samples["direct"])
     overhead = over_mcp.median - straight.median
     h.print_table(
@@ -91,6 +114,7 @@ async def measure(addr: str, rounds: int) -> None:
             h.ratio_row("median, run", over_mcp.median, straight.median, "ms", None),
             h.ratio_row("p99,    run", over_mcp.p99, straight.p99, "ms", None),
             h.limit_row("median overhead of MCP", overhead, "ms", TARGET_OVERHEAD_MS),
+            h.limit_row("CPU of wsh mcp per run call", cpu_per_call, "ms", None),
         ],
         peer_name="sdk",
         wsh_name="mcp",
