@@ -76,3 +76,9 @@ def test_control_characters_from_the_hub_are_escaped() -> None:
     exc = WshRpcError(grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND", "no \x1b[2J here")
     result = rpc_tool_error(exc, "h:1")
     assert "\x1b" not in result.content[0].text  # type: ignore[union-attr]
+
+
+def test_nothing_to_send_is_refused() -> None:
+    with pytest.raises(BadArgument) as caught:
+        input_bytes("", (), escapes=True)
+    assert caught.value.reason == "EMPTY_INPUT"

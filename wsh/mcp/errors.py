@@ -36,6 +36,7 @@ _HINTS = {
     "INPUT_BACKLOG_FULL": "the program is not reading its input: wait (await_idle) before "
     "sending more",
     "TOO_MANY_SESSIONS": "kill_session the sessions you no longer need",
+    "EMPTY_INPUT": 'pass `text` (\\n is Enter) or `keys` such as ["Enter"]',
     "INVALID_ESCAPE": "fix the escape, or pass escapes=false to send the text verbatim",
     "UNAUTHENTICATED": "the MCP server has no token for the hub: start `wsh mcp` with "
     "WSH_TOKEN set",

@@ -108,7 +108,11 @@ class ScreenWatches:
     """One watching task per subscribed screen, counted by its subscribers.
 
     ``publish(uri)`` is called after each change; :meth:`close` cancels every
-    task (the server's shutdown).
+    task (the server's shutdown). A ``subscriptions/listen`` stream holds its
+    screens while it is open. A ``resources/subscribe`` holds its screen until
+    ``resources/unsubscribe``, or until a notification to its connection
+    fails: one that went away silently holds it until its screen next
+    changes, within :data:`MAX_WATCHES`.
     """
 
     client: AsyncClient

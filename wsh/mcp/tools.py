@@ -162,6 +162,8 @@ def input_bytes(text: str, keys: Sequence[str], escapes: bool) -> bytes:
     except ValueError as exc:
         raise BadArgument("INVALID_ESCAPE", str(exc)) from None
     data += b"".join(key_bytes(key) for key in keys)
+    if not data:
+        raise BadArgument("EMPTY_INPUT", "nothing to send: give text or keys")
     if len(data) > MAX_INPUT_BYTES:
         raise BadArgument(
             "INPUT_TOO_LARGE", f"input of {len(data)} bytes; at most {MAX_INPUT_BYTES} per call"
@@ -237,7 +239,13 @@ class Tools:
 
     # --- Sessions -----------------------------------------------------------------
 
-    async def list_sessions(self, tags: Tags | None = None, server: str = "") -> CallToolResult:
+    async def list_sessions(
+        self,
+        tags: Tags | None = None,
+        server: Annotated[
+            str, Field(max_length=256, description="only this server's sessions; empty: all")
+        ] = "",
+    ) -> CallToolResult:
         response = await self.client.list_sessions_response(server=server, tags=tags or ())
         lines = [session_line(s) for s in response.sessions] or ["no sessions"]
         missing = [entry.hostname or entry.address for entry in response.missing_servers]
