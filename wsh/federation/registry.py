@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from wsh.errors import Kind, WshError, session_not_found, shorten
 from wsh.federation.address import BackendAddress
+from wsh.sessions.activity import MAX_MS
 from wsh.sessions.info import SessionInfo
 
 
@@ -103,7 +104,7 @@ class Backend:
 
     def idle_ms(self, name: str, now: float) -> int:
         """Milliseconds since the session's last activity, as of ``now`` (monotonic)."""
-        return max(0, int((now - self.active_at[name]) * 1000))
+        return min(MAX_MS, max(0, int((now - self.active_at[name]) * 1000)))
 
 
 class Changes:
