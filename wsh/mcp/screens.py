@@ -81,7 +81,6 @@ def idle_data(idle: types_pb2.Idle) -> dict[str, Any]:
         "ready_unknown": idle.ready_unknown,
         "foreground": idle.foreground,
         "last_activity_ms": idle.last_activity_ms,
-        "scrollback_lines": idle.scrollback_lines,
         "screen": screen_data(idle.screen),
     }
 

@@ -417,7 +417,7 @@ class Tools:
         session: SessionName,
         server: ServerName = "",
         offset_lines: Annotated[
-            int, Field(ge=0, le=2**63 - 1, description="first line of the page; 0: the oldest")
+            int, Field(ge=0, le=2**32 - 1, description="first line of the page; 0: the oldest")
         ] = 0,
         limit_lines: Annotated[
             int, Field(ge=0, le=_SCROLLBACK_PAGE_MAX, description="lines per page; 0: 100")
