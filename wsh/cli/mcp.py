@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from wsh.cli.server import LOG_FORMAT, SWITCH_INTERVAL_S
+from wsh.cli.server import LOG_FORMAT
 from wsh.defaults import DEFAULT_ADDR
 
 EXIT_FAILED = 1
@@ -132,9 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wsh mcp: cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr)
             return EXIT_FAILED
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format=LOG_FORMAT)
-    # Standard input is read in a worker thread and gRPC's threads hand it
-    # its answers: like the server, hand the GIL over sooner than every 5 ms.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     # uvicorn stops on SIGINT or SIGTERM, then raises the signal again once it
     # has shut down; as an interrupt, SIGTERM then ends with status 0 like SIGINT.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
