@@ -138,6 +138,7 @@ class WshMCP(MCPServer[Any]):
             self.watches.subscribe(ctx.session, self._screen(params.uri))
         except TooManyWatches as exc:
             raise MCPError(INVALID_PARAMS, str(exc)) from None
+        await self.watches.synced()
         return EmptyResult()
 
     async def _unsubscribe(
@@ -163,6 +164,9 @@ class WshMCP(MCPServer[Any]):
             for screen in screens:
                 self.watches.acquire(screen)
                 held.append(screen)
+            if held:
+                # The acknowledgement then means a change made after it is reported.
+                await self.watches.synced()
             return await call_next(ctx)
         except TooManyWatches as exc:
             raise MCPError(INVALID_PARAMS, str(exc)) from None
