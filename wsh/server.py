@@ -16,6 +16,7 @@ import stat
 import string
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,6 +34,7 @@ from wsh.api.limits import (
     open_file_limit,
     raise_fd_limit,
 )
+from wsh.api.metrics import Metrics, MetricsInterceptor, ServerState
 from wsh.api.status import RequestGuard
 from wsh.config import ServerConfig
 from wsh.errors import Kind, WshError
@@ -163,12 +165,20 @@ class WshServer:
         # RequestGuard must stay last: it sees only authenticated calls.
         self._auth = TokenAuth(token) if token else None
         guard = RequestGuard(self._auth.trust if self._auth else None)
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [guard]
+        if self._auth:
+            interceptors.insert(0, self._auth)
+        # Off by default, and then nothing of it runs. First when on: refused
+        # calls (UNAUTHENTICATED) are counted too.
+        self.metrics = Metrics() if settings.metrics_listen else None
+        if self.metrics is not None:
+            interceptors.insert(0, MetricsInterceptor(self.metrics))
         self._server = grpc.aio.server(
             options=(
                 *GRPC_SERVER_OPTIONS,
                 ("grpc.max_allowed_incoming_connections", self.max_connections),
             ),
-            interceptors=[self._auth, guard] if self._auth else [guard],
+            interceptors=interceptors,
         )
         limits = StreamLimits()
         self._hub = HubServicer(
@@ -177,6 +187,7 @@ class WshServer:
             self.federation,
             limits,
             strict_routing=settings.strict_routing,
+            metrics=self.metrics,
         )
         hub_pb2_grpc.add_HubServiceServicer_to_server(self._hub, self._server)
         self._backend = BackendServicer(self.identity, self.sessions, limits)
@@ -191,6 +202,7 @@ class WshServer:
             self._server,
         )
         self.port = 0
+        self.metrics_port = 0
 
     async def start(self) -> None:
         listen = self.settings.listen
@@ -209,6 +221,13 @@ class WshServer:
                 Kind.UNAVAILABLE,
                 "ADDRESS_IN_USE" if why == os.strerror(errno.EADDRINUSE) else "LISTEN_FAILED",
                 f"Cannot listen on {listen}: {why or 'unknown error'}.",
+            )
+        if self.metrics is not None and self.settings.metrics_listen:
+            self.metrics.watch(
+                ServerState(self.sessions, self.federation.registry, self._hub.races_open)
+            )
+            self.metrics_port = await asyncio.to_thread(
+                self.metrics.start_http, self.settings.metrics_listen
             )
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
@@ -238,6 +257,8 @@ class WshServer:
             self._auth.close()
         await self.federation.close()
         await self.sessions.close_all()
+        if self.metrics is not None:
+            await self.metrics.close()
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
@@ -314,6 +335,9 @@ async def serve(settings: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ident = server.identity
+    if server.metrics_port:
+        host = settings.metrics_listen.rpartition(":")[0] if settings.metrics_listen else ""
+        log.info("metrics on http://%s:%d/metrics", host, server.metrics_port)
     # Tests and scripts read this line to learn the bound port.
     print(
         f"wsh: listening on {server.address} as {ident.hostname} "

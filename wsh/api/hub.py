@@ -10,6 +10,7 @@ from typing import Any
 from wsh import convert, defaults
 from wsh.api import remote, routing
 from wsh.api.limits import StreamLimits
+from wsh.api.metrics import Metrics
 from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
@@ -43,6 +44,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         limits: StreamLimits,
         *,
         strict_routing: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._identity = identity
         self._strict_routing = strict_routing
@@ -53,6 +55,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._render = ScreenRenderer()
         self._races: set[ClusterRace] = set()
         self._inventory = InventoryRenderer()
+        self._metrics = metrics
 
     @property
     def hostname(self) -> str:
@@ -78,7 +81,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return self.registry.route_name(name)
 
     async def forward(self, backend: Backend, method: str, request: Any, context: Ctx) -> Any:
-        return await remote.call(self._federation.link(backend), method, request, context)
+        call = remote.call(self._federation.link(backend), method, request, context)
+        if self._metrics is None:
+            return await call
+        return await self._metrics.forward(backend.hostname, method, call)
+
+    def races_open(self) -> int:
+        return len(self._races)
 
     def _skip_server(self, name: str) -> str:
         """The server of a race's ``last_session`` given without ``last_server``,

@@ -75,6 +75,7 @@ def _resolve(file: FileConfig, sources: Sources, listen: str) -> ServerConfig:
         max_connections=None if pick("max_connections") is None else _int(pick("max_connections")),
         max_backends=_int(pick("max_backends")),
         log_level=str(pick("log_level")),
+        metrics_listen=_opt_str(pick("metrics_listen")),
         default_token=file.default_token,
         backend_tls=file.tls,
         ip_access=file.ip_access,

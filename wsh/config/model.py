@@ -102,6 +102,8 @@ class ServerConfig:
     max_connections: int | None = None
     max_backends: int = DEFAULT_MAX_BACKENDS
     log_level: str = "INFO"
+    # None: no metrics endpoint.
+    metrics_listen: str | None = None
     # File-only, re-read by reload_file:
     default_token: str | None = field(default=None, repr=False)
     backend_tls: TlsConfig = field(default_factory=TlsConfig)

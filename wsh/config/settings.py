@@ -121,6 +121,13 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1, metavar="N",
     ),
     Setting(
+        "metrics_listen", "--metrics-listen", "WSH_METRICS_LISTEN", "metrics_listen", "text",
+        None,
+        "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (port 0 picks "
+        "one); off by default",
+        metavar="HOST:PORT",
+    ),
+    Setting(
         "log_level", "--log-level", "WSH_LOG", "log_level", "level", "INFO",
         "log messages of this level and above to stderr (" + ", ".join(LOG_LEVELS) + ")",
         metavar="LEVEL",

@@ -132,6 +132,8 @@ class Session:
         self.cols = spec.cols
         self.created_at = time.time()
         self.activity = Activity()
+        # Read from its PTY, for the server's metrics.
+        self.output_bytes = 0
         self.screen = TerminalScreen(spec.rows, spec.cols, scrollback_limit, scrollback_bytes)
         self._feeder = Feeder.of(asyncio.get_running_loop())
         self._backlog = False  # output waits in the feeder's queue
@@ -154,6 +156,7 @@ class Session:
             on_exit(self)
 
     def _output(self, data: bytes) -> None:
+        self.output_bytes += len(data)
         self.screen.write(data)
         if self._backlog:
             return
