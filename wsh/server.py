@@ -16,7 +16,7 @@ import stat
 import string
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -42,6 +42,9 @@ from wsh.federation.manager import Federation
 from wsh.identity import ServerIdentity, resolve_hostname
 from wsh.sessions.manager import SessionManager
 from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2, hub_pb2_grpc
+
+if TYPE_CHECKING:
+    from wsh.api.tracing import Tracing
 
 log = logging.getLogger("wsh.server")
 
@@ -144,12 +147,24 @@ def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
 class WshServer:
     """One running server. ``start()`` binds; ``stop()`` shuts down cleanly."""
 
-    def __init__(self, settings: ServerConfig) -> None:
+    def __init__(self, settings: ServerConfig, tracing: Tracing | None = None) -> None:
+        """``tracing``: the tracer provider to use (tests); by default one from
+        the ``OTEL_*`` variables when ``settings.tracing`` is on."""
         self.settings = settings
         self.identity = ServerIdentity(hostname=resolve_hostname(settings.hostname))
         token = resolve_server_token(settings)
         self._credentials = server_credentials(settings)
-        self.federation = Federation(self.identity, settings, own_token=token)
+        if tracing is None and settings.tracing:
+            from wsh.api.tracing import Tracing
+
+            tracing = Tracing.from_env(self.identity.hostname)
+        self.tracing = tracing
+        self.federation = Federation(
+            self.identity,
+            settings,
+            own_token=token,
+            channel_interceptors=tracing.client_interceptors() if tracing else (),
+        )
         self.sessions = SessionManager(
             self.identity.hostname,
             max_sessions=settings.max_sessions,
@@ -173,6 +188,8 @@ class WshServer:
         self.metrics = Metrics() if settings.metrics_listen else None
         if self.metrics is not None:
             interceptors.insert(0, MetricsInterceptor(self.metrics))
+        if self.tracing is not None:
+            interceptors.insert(0, self.tracing.server_interceptor())
         self._server = grpc.aio.server(
             options=(
                 *GRPC_SERVER_OPTIONS,
@@ -259,6 +276,8 @@ class WshServer:
         await self.sessions.close_all()
         if self.metrics is not None:
             await self.metrics.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.close)
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

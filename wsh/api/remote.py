@@ -46,6 +46,9 @@ MAX_DETAILS_LEN = 1024
 RETRY_INITIAL_S = 0.05
 RETRY_CAP_S = 1.0
 _MAX_ERROR_METADATA = 16
+# Headers of the caller's that go on with a forwarded call, as they came.
+PASSED_ON = ("x-request-id",)
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 
 def _verdict(
@@ -103,6 +106,18 @@ def backend_error(link: BackendLink, err: grpc.aio.AioRpcError) -> Exception:
     )
 
 
+def passed_on(link: BackendLink, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
+    """The caller's headers a forwarded call carries on to the backend, the
+    first of each: ``x-request-id`` unchanged, and the W3C trace headers
+    unless this hub's tracing makes its own (a child span of the caller's)."""
+    names = PASSED_ON if link.traced else PASSED_ON + TRACE_HEADERS
+    seen: dict[str, Any] = {}
+    for key, value in context.invocation_metadata() or ():
+        if key in names and key not in seen:
+            seen[key] = value
+    return tuple(seen.items())
+
+
 def retry_delay(failures: int) -> float:
     """Jittered exponential backoff before the ``failures``-th retry."""
     backoff: float = min(RETRY_CAP_S, RETRY_INITIAL_S * 2.0 ** (failures - 1))
@@ -116,7 +131,9 @@ async def call(
     request.server = link.backend.hostname
     try:
         return await getattr(link.hub, method)(
-            request, timeout=context.time_remaining(), metadata=link.metadata
+            request,
+            timeout=context.time_remaining(),
+            metadata=link.metadata + passed_on(link, context),
         )
     except grpc.aio.AioRpcError as err:
         raise backend_error(link, err) from None

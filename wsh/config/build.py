@@ -76,6 +76,8 @@ def _resolve(file: FileConfig, sources: Sources, listen: str) -> ServerConfig:
         max_backends=_int(pick("max_backends")),
         log_level=str(pick("log_level")),
         metrics_listen=_opt_str(pick("metrics_listen")),
+        tracing=bool(pick("tracing")),
+        log_format=str(pick("log_format")),
         default_token=file.default_token,
         backend_tls=file.tls,
         ip_access=file.ip_access,

@@ -104,6 +104,8 @@ class ServerConfig:
     log_level: str = "INFO"
     # None: no metrics endpoint.
     metrics_listen: str | None = None
+    tracing: bool = False
+    log_format: str = "text"
     # File-only, re-read by reload_file:
     default_token: str | None = field(default=None, repr=False)
     backend_tls: TlsConfig = field(default_factory=TlsConfig)

@@ -30,6 +30,8 @@ class Setting:
     help: str
     minimum: float | None = None
     metavar: str | None = None
+    # The values a text setting may take (None: any).
+    choices: tuple[str, ...] | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -126,6 +128,16 @@ SETTINGS: tuple[Setting, ...] = (
         "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (port 0 picks "
         "one); off by default",
         metavar="HOST:PORT",
+    ),
+    Setting(
+        "tracing", "--tracing", "WSH_TRACING", "tracing", "bool", False,
+        "OpenTelemetry traces: a span per RPC, continued on backends; exported as the "
+        "OTEL_* variables say (OTLP by default)",
+    ),
+    Setting(
+        "log_format", "--log-format", "WSH_LOG_FORMAT", "log_format", "text", "text",
+        "text (one line per record) or json (one object per line, with the trace id)",
+        metavar="FORMAT", choices=("text", "json"),
     ),
     Setting(
         "log_level", "--log-level", "WSH_LOG", "log_level", "level", "INFO",

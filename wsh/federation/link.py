@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -154,8 +155,15 @@ class BackendLink:
         ip_access: Callable[[], IpAccess],
         tls: TlsFiles,
         on_owned: Callable[[Backend], None] = lambda _backend: None,
+        *,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
+        """``interceptors`` go on the channel: with tracing, they make a span
+        per call and send its ``traceparent`` and ``baggage``."""
         self.backend = backend
+        # Whether the channel's interceptors propagate the trace (else the
+        # caller's trace headers are passed on as they came: remote.passed_on).
+        self.traced = bool(interceptors)
         self._registry = registry
         self._on_owned = on_owned
         self._identity = identity
@@ -163,10 +171,15 @@ class BackendLink:
         address = backend.address
         if address.tls:
             self._channel = grpc.aio.secure_channel(
-                address.grpc_target, tls.credentials(), options=CHANNEL_OPTIONS
+                address.grpc_target,
+                tls.credentials(),
+                options=CHANNEL_OPTIONS,
+                interceptors=interceptors or None,
             )
         else:
-            self._channel = grpc.aio.insecure_channel(address.grpc_target, options=CHANNEL_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(
+                address.grpc_target, options=CHANNEL_OPTIONS, interceptors=interceptors or None
+            )
         routed = cast(grpc.aio.Channel, PrefixedChannel(self._channel, address.path_prefix))
         self.hub = hub_pb2_grpc.HubServiceStub(routed)
         self._link = backend_pb2_grpc.BackendServiceStub(routed)
@@ -179,8 +192,10 @@ class BackendLink:
         return bearer_metadata(self.backend.token)
 
     def start(self) -> None:
+        # A context of its own: started by a call (AddServer), the task would
+        # otherwise live on in that call's trace and log its trace id for ever.
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"link-{self.backend.address.url}"
+            self._run(), name=f"link-{self.backend.address.url}", context=contextvars.Context()
         )
 
     async def close(self) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import grpc
 
 from wsh.config import ServerConfig, ServerEntry, reload_file
 from wsh.errors import Kind, WshError
@@ -94,9 +97,15 @@ class Federation:
     """
 
     def __init__(
-        self, identity: ServerIdentity, config: ServerConfig, own_token: str | None
+        self,
+        identity: ServerIdentity,
+        config: ServerConfig,
+        own_token: str | None,
+        channel_interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
+        """``channel_interceptors`` go on every backend's channel (tracing)."""
         self.identity = identity
+        self._interceptors = tuple(channel_interceptors)
         self.registry = Registry(identity.hostname)
         self._config = config
         self._own_token = own_token
@@ -167,7 +176,13 @@ class Federation:
                 )
         # Made first: unreadable TLS files must not leave a backend without a link.
         link = BackendLink(
-            backend, self.registry, self.identity, self._ip_access, self._tls(), self._owned
+            backend,
+            self.registry,
+            self.identity,
+            self._ip_access,
+            self._tls(),
+            self._owned,
+            interceptors=self._interceptors,
         )
         self.registry.add(backend)
         self._links[backend] = link
