@@ -5,6 +5,7 @@ builds the config and calls :func:`serve`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wsh.server")
 
-# In-flight calls get this long to finish after SIGTERM before they are cancelled.
-SHUTDOWN_GRACE_S = 2.0
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 SERVICE_NAMES = (
     hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
@@ -258,9 +257,25 @@ class WshServer:
         host = self.settings.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    async def stop(self) -> None:
-        """Health NOT_SERVING, finish or cancel calls, kill and reap every session."""
+    async def stop(self, drain_s: float = 0.0, cut_short: asyncio.Event | None = None) -> None:
+        """Health NOT_SERVING; drain for ``drain_s`` (or until ``cut_short`` is
+        set); finish or cancel calls; kill and reap every session.
+
+        While it drains the server serves every call but CreateSession
+        (SERVER_DRAINING), and its hubs, told on their Links, send it no new
+        sessions: what an agent does in a session goes on until the end.
+        """
         await self.health.enter_graceful_shutdown()
+        if drain_s > 0:
+            log.info(
+                "draining for %.0f s: serving the sessions there are, refusing new ones",
+                drain_s,
+            )
+            self._hub.draining = True
+            self._backend.drain(drain_s)
+            waiting = (cut_short or asyncio.Event()).wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiting, drain_s)
         self._backend.end_links()
         shutting_down = WshError(
             Kind.UNAVAILABLE,
@@ -269,7 +284,7 @@ class WshServer:
         )
         self.sessions.interrupt_waits(shutting_down)
         self._hub.interrupt_races(shutting_down)
-        await self._server.stop(SHUTDOWN_GRACE_S)
+        await self._server.stop(self.settings.shutdown_grace_s)
         if self._auth is not None:
             self._auth.close()
         await self.federation.close()
@@ -365,4 +380,5 @@ async def serve(settings: ServerConfig) -> None:
     )
     await stop.wait()
     log.info("shutting down")
-    await server.stop()
+    stop.clear()  # a second signal cuts the drain short
+    await server.stop(settings.drain_s, stop)

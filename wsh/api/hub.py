@@ -17,7 +17,7 @@ from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
 from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
-from wsh.federation.registry import Backend, Health
+from wsh.federation.registry import Backend, Health, draining_error
 from wsh.identity import ServerIdentity
 from wsh.names import check_session_name, check_tags
 from wsh.sessions.manager import SessionManager
@@ -56,6 +56,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._races: set[ClusterRace] = set()
         self._inventory = InventoryRenderer()
         self._metrics = metrics
+        # Shutting down with a drain period: no new sessions here.
+        self.draining = False
 
     @property
     def hostname(self) -> str:
@@ -104,10 +106,14 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
 
     # -- sessions: each method is the local path; @routed says the rest ---------
 
-    @routed(routing.changed_session(lambda r: r.name), by_name=False)
+    @routed(
+        routing.changed_session(lambda r: r.name), by_name=False, forward=routing.forward_create
+    )
     async def CreateSession(
         self, request: hub_pb2.CreateSessionRequest, context: Ctx
     ) -> hub_pb2.CreateSessionResponse:
+        if self.draining:
+            raise draining_error(self.hostname)
         session = self._sessions.create(
             name=request.name,
             command=request.command,

@@ -8,7 +8,7 @@ process, in tests):
   in front of every call; calls forwarded to a backend (by backend and
   status code); bytes read from PTYs (counted by the sessions, always);
 - read at scrape time, on the event loop: sessions by state, races open,
-  backends by health, each backend's Link heartbeat round trip.
+  backends by health and draining, each backend's Link heartbeat round trip.
 
 Waits, attachers and watchers are RPCs in flight:
 ``wsh_grpc_server_in_flight{grpc_method="AwaitIdle"}`` (and ``RaceIdle``, and
@@ -235,13 +235,20 @@ class _StateCollector(Collector):
             "Round trip of the last Link heartbeat answered, per healthy backend.",
             labels=["backend"],
         )
+        draining = 0
         for backend in state.registry:
             by_health[backend.health.value] += 1
             if backend.healthy:
                 rtt.add_metric([backend.hostname], backend.latency_ms / 1000)
+                draining += backend.draining
         for health, count in by_health.items():
             backends.add_metric([health], count)
-        return [sessions, output, races, backends, rtt]
+        drains = GaugeMetricFamily(
+            "wsh_backends_draining",
+            "Healthy backends that said they are shutting down: no new sessions go there.",
+            value=draining,
+        )
+        return [sessions, output, races, backends, rtt, drains]
 
 
 class MetricsInterceptor(Interceptor):

@@ -75,6 +75,8 @@ def _resolve(file: FileConfig, sources: Sources, listen: str) -> ServerConfig:
         max_connections=None if pick("max_connections") is None else _int(pick("max_connections")),
         max_backends=_int(pick("max_backends")),
         log_level=str(pick("log_level")),
+        drain_s=float(_num(pick("drain_s"))),
+        shutdown_grace_s=float(_num(pick("shutdown_grace_s"))),
         metrics_listen=_opt_str(pick("metrics_listen")),
         tracing=bool(pick("tracing")),
         log_format=str(pick("log_format")),

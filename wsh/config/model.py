@@ -102,6 +102,8 @@ class ServerConfig:
     max_connections: int | None = None
     max_backends: int = DEFAULT_MAX_BACKENDS
     log_level: str = "INFO"
+    drain_s: float = 0.0
+    shutdown_grace_s: float = defaults.SHUTDOWN_GRACE_S
     # None: no metrics endpoint.
     metrics_listen: str | None = None
     tracing: bool = False

@@ -123,6 +123,19 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1, metavar="N",
     ),
     Setting(
+        "drain_s", "--drain", "WSH_DRAIN", "drain", "float", 0.0,
+        "after SIGTERM, keep serving this long with health NOT_SERVING while refusing new "
+        "sessions (SERVER_DRAINING; hubs send none here), then stop; a second signal "
+        "stops at once",
+        minimum=0, metavar="SECONDS",
+    ),
+    Setting(
+        "shutdown_grace_s", "--shutdown-grace", "WSH_SHUTDOWN_GRACE", "shutdown_grace",
+        "float", defaults.SHUTDOWN_GRACE_S,
+        "when stopping, calls in flight get this long to end before they are cancelled",
+        minimum=0, metavar="SECONDS",
+    ),
+    Setting(
         "metrics_listen", "--metrics-listen", "WSH_METRICS_LISTEN", "metrics_listen", "text",
         None,
         "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (port 0 picks "

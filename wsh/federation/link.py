@@ -309,6 +309,8 @@ class BackendLink:
             for info in sessions:
                 backend.upsert(info)
             self._transitions(second.inventory.states)
+            # A backend that links afresh is not draining until it says so.
+            backend.draining = False
             self._sent_at.clear()
             self._set(Health.HEALTHY)
             # Already HEALTHY (a Link replaced at once): the new inventory
@@ -428,6 +430,16 @@ class BackendLink:
                 self._registry.changed(backend, event.removed)
         elif kind == "transitions":
             self._transitions(msg.transitions.transitions)
+        elif kind == "draining":
+            if not backend.draining:
+                log.info(
+                    "backend %s (%s) is draining: no new sessions go there; it stops within %.0f s",
+                    backend.hostname,
+                    backend.address.url,
+                    sanitize.clean_drain_ms(msg.draining.remaining_ms) / 1000,
+                )
+                backend.draining = True
+                self._registry.changed(backend)
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
 
