@@ -153,6 +153,13 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="FORMAT", choices=("text", "json"),
     ),
     Setting(
+        "discover", "--discover", "WSH_DISCOVER", None, "text", None,
+        "find backends in DNS: NAME:PORT (A/AAAA records, e.g. a Kubernetes headless "
+        "Service) or _SERVICE._tcp.NAME (SRV records); [[discovery]] in the config file "
+        "says more",
+        metavar="DNSNAME",
+    ),
+    Setting(
         "log_level", "--log-level", "WSH_LOG", "log_level", "level", "INFO",
         "log messages of this level and above to stderr (" + ", ".join(LOG_LEVELS) + ")",
         metavar="LEVEL",
@@ -163,3 +170,10 @@ BY_KEY = {s.key: s for s in SETTINGS if s.key is not None}
 TLS_KEYS = frozenset({"ca_file", "client_cert", "client_key"})
 IP_ACCESS_KEYS = frozenset({"allowlist", "blocklist"})
 SERVER_ENTRY_KEYS = frozenset({"address", "token", "hostname"})
+DISCOVERY_KEYS = frozenset(
+    {"name", "type", "port", "scheme", "nameserver", "interval", "grace", "token"}
+)
+DEFAULT_DISCOVERY_PORT = 7600
+DEFAULT_DISCOVERY_INTERVAL_S = 10.0
+# Long enough to ride out a DNS hiccup or a pod's restart with the same address.
+DEFAULT_DISCOVERY_GRACE_S = 30.0

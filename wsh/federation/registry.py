@@ -50,6 +50,8 @@ class Backend:
     quiet: set[str] = field(default_factory=set)
     # It said on its Link that it is shutting down: no new sessions go there.
     draining: bool = False
+    # The DNS name that found it ([[discovery]]); empty: registered by hand.
+    discovered: str = ""
 
     @property
     def healthy(self) -> bool:
