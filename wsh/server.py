@@ -158,12 +158,7 @@ class WshServer:
 
             tracing = Tracing.from_env(self.identity.hostname)
         self.tracing = tracing
-        self.federation = Federation(
-            self.identity,
-            settings,
-            own_token=token,
-            channel_interceptors=tracing.client_interceptors() if tracing else (),
-        )
+        self.federation = Federation(self.identity, settings, own_token=token)
         self.sessions = SessionManager(
             self.identity.hostname,
             max_sessions=settings.max_sessions,
@@ -204,6 +199,7 @@ class WshServer:
             limits,
             strict_routing=settings.strict_routing,
             metrics=self.metrics,
+            client_span=self.tracing.client_span if self.tracing else None,
         )
         hub_pb2_grpc.add_HubServiceServicer_to_server(self._hub, self._server)
         self._backend = BackendServicer(self.identity, self.sessions, limits)

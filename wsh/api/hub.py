@@ -45,6 +45,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         *,
         strict_routing: bool = False,
         metrics: Metrics | None = None,
+        client_span: remote.ClientSpan | None = None,
     ) -> None:
         self._identity = identity
         self._strict_routing = strict_routing
@@ -56,6 +57,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._races: set[ClusterRace] = set()
         self._inventory = InventoryRenderer()
         self._metrics = metrics
+        # Tracing: each forwarded call in a span of its own.
+        self._client_span = client_span
         # Shutting down with a drain period: no new sessions here.
         self.draining = False
 
@@ -83,7 +86,9 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return self.registry.route_name(name)
 
     async def forward(self, backend: Backend, method: str, request: Any, context: Ctx) -> Any:
-        call = remote.call(self._federation.link(backend), method, request, context)
+        call = remote.call(
+            self._federation.link(backend), method, request, context, span=self._client_span
+        )
         if self._metrics is None:
             return await call
         return await self._metrics.forward(backend.hostname, method, call)

@@ -297,7 +297,7 @@ class MetricsInterceptor(Interceptor):
                 try:
                     return await inner(request, context)
                 except BaseException as exc:
-                    code = _code(exc, context)
+                    code = call_code(exc, context)
                     raise
                 finally:
                     finish(t0, code)
@@ -311,7 +311,7 @@ class MetricsInterceptor(Interceptor):
                     async for item in inner(request, context):
                         yield item
                 except BaseException as exc:
-                    code = _code(exc, context)
+                    code = call_code(exc, context)
                     raise
                 finally:
                     finish(t0, code)
@@ -331,7 +331,7 @@ class MetricsInterceptor(Interceptor):
         return grpc.stream_stream_rpc_method_handler(stream_out(handler.stream_stream), **kwargs)
 
 
-def _code(exc: BaseException, context: Ctx) -> str:
+def call_code(exc: BaseException, context: Ctx) -> str:
     """The status a call that raised ``exc`` ends with."""
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         return grpc.StatusCode.CANCELLED.name

@@ -155,15 +155,8 @@ class BackendLink:
         ip_access: Callable[[], IpAccess],
         tls: TlsFiles,
         on_owned: Callable[[Backend], None] = lambda _backend: None,
-        *,
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
-        """``interceptors`` go on the channel: with tracing, they make a span
-        per call and send its ``traceparent`` and ``baggage``."""
         self.backend = backend
-        # Whether the channel's interceptors propagate the trace (else the
-        # caller's trace headers are passed on as they came: remote.passed_on).
-        self.traced = bool(interceptors)
         self._registry = registry
         self._on_owned = on_owned
         self._identity = identity
@@ -171,15 +164,10 @@ class BackendLink:
         address = backend.address
         if address.tls:
             self._channel = grpc.aio.secure_channel(
-                address.grpc_target,
-                tls.credentials(),
-                options=CHANNEL_OPTIONS,
-                interceptors=interceptors or None,
+                address.grpc_target, tls.credentials(), options=CHANNEL_OPTIONS
             )
         else:
-            self._channel = grpc.aio.insecure_channel(
-                address.grpc_target, options=CHANNEL_OPTIONS, interceptors=interceptors or None
-            )
+            self._channel = grpc.aio.insecure_channel(address.grpc_target, options=CHANNEL_OPTIONS)
         routed = cast(grpc.aio.Channel, PrefixedChannel(self._channel, address.path_prefix))
         self.hub = hub_pb2_grpc.HubServiceStub(routed)
         self._link = backend_pb2_grpc.BackendServiceStub(routed)

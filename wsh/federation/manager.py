@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import grpc
 
 from wsh.config import DiscoveryEntry, ServerConfig, ServerEntry, reload_file
 from wsh.errors import Kind, WshError
@@ -98,15 +95,9 @@ class Federation:
     """
 
     def __init__(
-        self,
-        identity: ServerIdentity,
-        config: ServerConfig,
-        own_token: str | None,
-        channel_interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        self, identity: ServerIdentity, config: ServerConfig, own_token: str | None
     ) -> None:
-        """``channel_interceptors`` go on every backend's channel (tracing)."""
         self.identity = identity
-        self._interceptors = tuple(channel_interceptors)
         self.registry = Registry(identity.hostname)
         self._config = config
         self._own_token = own_token
@@ -182,13 +173,7 @@ class Federation:
                 )
         # Made first: unreadable TLS files must not leave a backend without a link.
         link = BackendLink(
-            backend,
-            self.registry,
-            self.identity,
-            self._ip_access,
-            self._tls(),
-            self._owned,
-            interceptors=self._interceptors,
+            backend, self.registry, self.identity, self._ip_access, self._tls(), self._owned
         )
         self.registry.add(backend)
         self._links[backend] = link
