@@ -282,9 +282,11 @@ class MetricsInterceptor(Interceptor):
         handling = metrics.handling.labels(*labels)
 
         def finish(t0: float, code: str) -> None:
-            in_flight.dec()
+            # Counted before it leaves in_flight: a scrape that sees the call
+            # ended sees its status too.
             handling.observe(time.perf_counter() - t0)
             metrics.handled.labels(*labels, code).inc()
+            in_flight.dec()
 
         def begin() -> float:
             started.inc()
