@@ -74,9 +74,7 @@ def screen(rows: int = 24, cols: int = 80, lines: list[str] | None = None) -> ty
 
 
 def idle(name: str, server: str, scr: types_pb2.Screen | None = None) -> types_pb2.Idle:
-    return types_pb2.Idle(
-        session=name, server=server, generation=1, screen=scr or screen(), scrollback_lines=1
-    )
+    return types_pb2.Idle(session=name, server=server, generation=1, screen=scr or screen())
 
 
 class FakeLink(backend_pb2_grpc.BackendServiceServicer):

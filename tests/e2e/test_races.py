@@ -17,6 +17,7 @@ import pytest
 from tests.calls import RPC_TIMEOUT, create, expect_error, kill, send
 from tests.cluster import Cluster, wait_until
 from tests.fakes import FakeBackend, session_dict
+from tests.procs import error_metadata, error_reason
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
@@ -190,3 +191,43 @@ def test_races_ask_only_backends_with_settled_sessions_in_scope(
     assert servers == {"real-1", "fake-in"}
     assert inside.calls().count("AwaitIdle") >= 1
     assert outside.calls() == []
+
+
+def test_max_results_ends_the_stream_ok_and_timeouts_say_their_bound(
+    hub: hub_pb2_grpc.HubServiceStub,
+) -> None:
+    for server, name in (("", "m-hub"), ("build-1", "m-one"), ("build-2", "m-two")):
+        create(hub, name, server, command="cat", tags=["mtag"])
+    stream = hub.RaceIdle(
+        hub_pb2.RaceIdleRequest(tags=["mtag"], timeout_ms=100, max_results=2),
+        timeout=RPC_TIMEOUT,
+    )
+    got = [(r.idle.server, r.idle.session) for r in stream]  # ends without an error
+    assert len(got) == 2 and len(set(got)) == 2, got
+    assert stream.code() == grpc.StatusCode.OK
+    # Without max_results, silence past max_wait_ms ends it: IDLE_TIMEOUT
+    # with the bound in its metadata.
+    everything = hub.RaceIdle(
+        hub_pb2.RaceIdleRequest(tags=["mtag"], timeout_ms=100, max_wait_ms=700),
+        timeout=RPC_TIMEOUT,
+    )
+    with pytest.raises(grpc.RpcError) as ended:
+        for _ in everything:
+            pass
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+    metadata = error_metadata(ended.value)
+    assert (error_reason(ended.value), metadata) == ("IDLE_TIMEOUT", {"max_wait_ms": "700"})
+    # Waiting for activity after the current generation, which never comes.
+    current = hub.GetSession(
+        hub_pb2.GetSessionRequest(server="build-1", name="m-one"), timeout=RPC_TIMEOUT
+    ).session.generation
+    with pytest.raises(grpc.RpcError) as waited:
+        hub.AwaitIdle(
+            hub_pb2.AwaitIdleRequest(
+                server="build-1", name="m-one", max_wait_ms=300, last_generation=current
+            ),
+            timeout=RPC_TIMEOUT,
+        )
+    assert error_metadata(waited.value) == {"max_wait_ms": "300", "session": "m-one"}
+    for server, name in (("", "m-hub"), ("build-1", "m-one"), ("build-2", "m-two")):
+        kill(hub, name, server)

@@ -15,6 +15,7 @@ from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
+from wsh.api.watch import Watcher, Watches
 from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health, draining_error
@@ -46,9 +47,11 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         strict_routing: bool = False,
         metrics: Metrics | None = None,
         client_span: remote.ClientSpan | None = None,
+        local_sessions: bool = True,
     ) -> None:
         self._identity = identity
         self._strict_routing = strict_routing
+        self._local_sessions = local_sessions
         self._limits = limits
         self._sessions = sessions
         self._federation = federation
@@ -61,6 +64,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._client_span = client_span
         # Shutting down with a drain period: no new sessions here.
         self.draining = False
+        self._watches = Watches(
+            identity.hostname,
+            sessions,
+            self.registry,
+            self._self_server,
+            self._backend_server,
+        )
 
     @property
     def hostname(self) -> str:
@@ -119,6 +129,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.CreateSessionResponse:
         if self.draining:
             raise draining_error(self.hostname)
+        if not self._local_sessions:
+            raise self._server_required()
         session = self._sessions.create(
             name=request.name,
             command=request.command,
@@ -129,6 +141,18 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             tags=list(request.tags),
         )
         return hub_pb2.CreateSessionResponse(session=self._session_pb(session))
+
+    def _server_required(self) -> WshError:
+        """A create on a hub that keeps no sessions: a session here would be
+        invisible to the other hubs that share its backends (docs/HUBS.md)."""
+        servers = shorten(", ".join(b.hostname for b in self.registry.healthy()) or "none", 512)
+        return WshError(
+            Kind.FAILED_PRECONDITION,
+            "SERVER_REQUIRED",
+            f"This hub runs no sessions of its own (--no-local-sessions); pass `server` "
+            f"to create the session on a backend (healthy now: {servers}).",
+            {"servers": servers},
+        )
 
     @unary
     async def ListSessions(
@@ -184,7 +208,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def SendInput(
         self, request: hub_pb2.SendInputRequest, context: Ctx
     ) -> hub_pb2.SendInputResponse:
-        generation = self._sessions.get(request.name).send(request.data)
+        generation = self._sessions.get(request.name).send(routing.input_bytes(request))
         return hub_pb2.SendInputResponse(generation=generation, server=self.hostname)
 
     @routed(routing.screen_answer, check=routing.check_format)
@@ -234,7 +258,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         convert.is_ready(request.mode), timeout_ms, last, request.fresh
                     )
         except TimeoutError:
-            raise idle_timeout_error(f"Session {session.name!r}", max_wait_s) from None
+            raise idle_timeout_error(max_wait_s, session.name) from None
         idle = self._render.idle(
             session, self.hostname, generation, convert.is_styled(request.format), foreground
         )
@@ -282,9 +306,13 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         )
                         + "; create one first.",
                     )
-                timeout = idle_timeout_error("No session in scope", max_wait_s)
+                timeout = idle_timeout_error(max_wait_s)
+                sent = 0
                 async for response in race.stream(max_wait_s, timeout):
                     yield response
+                    sent += 1
+                    if sent == request.max_results:
+                        return
         finally:
             self._races.discard(race)
             await race.close()
@@ -314,9 +342,21 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return skips
 
     def interrupt_races(self, error: WshError) -> None:
-        """End every open RaceIdle stream with ``error`` (server shutdown)."""
+        """End every open RaceIdle and WatchSessions stream with ``error`` (server shutdown)."""
         for race in self._races:
             race.fail(error)
+        self._watches.fail(error)
+
+    @streaming
+    async def WatchSessions(
+        self, request: hub_pb2.WatchSessionsRequest, context: Ctx
+    ) -> AsyncIterator[hub_pb2.WatchSessionsResponse]:
+        tags = frozenset(check_tags(list(request.tags)))
+        if request.server and request.server != self.hostname:
+            self.registry.find(request.server)  # SERVER_NOT_FOUND
+        with self._limits.hold(context.peer(), "WatchSessions"):
+            async for response in self._watches.stream(Watcher(request.server, tags)):
+                yield response
 
     # -- servers --------------------------------------------------------------
 
@@ -413,6 +453,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 rss_bytes=proc.rss_bytes,
                 links=self._limits.total("Link"),
                 races=self._limits.total("RaceIdle"),
+                watches=self._limits.total("WatchSessions"),
             )
         )
         return response

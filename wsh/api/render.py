@@ -96,7 +96,6 @@ class ScreenRenderer:
                 server=server,
                 generation=generation,
                 screen=rendered.screen,
-                scrollback_lines=rendered.screen.total_lines,
                 last_activity_ms=session.activity.idle_ms(),
                 exit_code=exit_code,
                 ready=ready,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from wsh import __version__
-from wsh.cli.commands import Handler, servers, sessions, waiting
+from wsh.cli.commands import Handler, servers, sessions, waiting, watching
 from wsh.cli.output import EXIT_STATUSES
 from wsh.client import DEFAULT_IDLE_MS
 from wsh.defaults import DEFAULT_ADDR
@@ -386,6 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet-ms of silence); default: --ready when it waits for input before the text "
         "is sent, as a shell at its prompt does",
     )
+
+    sub = command(
+        "watch",
+        watching.watch,
+        "print session and server events as they happen",
+        "First the sessions and servers in scope (session, server), then `synced`,\n"
+        "then one line per change: session-created, -renamed, -tags-changed,\n"
+        "-resized, -exited, -killed, -expired, -removed, -busy, -idle; server-added,\n"
+        "-removed, -health-changed. With --json, one JSON object per line. A watcher\n"
+        "that falls behind gets the whole state again, marked (resync). Runs until\n"
+        "interrupted (Ctrl-C).",
+    )
+    _add_tags(sub, "sessions having any of these")
+    _add_server_option(sub, "only this server's sessions and events (default: whole cluster)")
 
     _add_session(command("kill", sessions.kill, "end a session"))
 

@@ -28,6 +28,9 @@ Channel: TypeAlias = grpc.aio.Channel
 Stub: TypeAlias = "HubServiceAsyncStub"
 UnaryUnary = grpc.aio.UnaryUnaryMultiCallable
 RaceCall: TypeAlias = "grpc.aio.UnaryStreamCall[hub_pb2.RaceIdleRequest, hub_pb2.RaceIdleResponse]"
+WatchCall: TypeAlias = (
+    "grpc.aio.UnaryStreamCall[hub_pb2.WatchSessionsRequest, hub_pb2.WatchSessionsResponse]"
+)
 RpcError = grpc.aio.AioRpcError
 
 
@@ -46,7 +49,7 @@ async def close_channel(channel: Channel) -> None:
     await channel.close(None)
 
 
-def cancel_call(call: RaceCall) -> None:
+def cancel_call(call: RaceCall | WatchCall) -> None:
     call.cancel()
 
 

@@ -36,6 +36,7 @@ from wsh.client._sync_io import (
     RaceCall,
     RpcError,
     UnaryUnary,
+    WatchCall,
     cancel_call,
     close_channel,
     open_channel,
@@ -81,6 +82,39 @@ class IdleStream:
         self.cancel()
 
 
+class WatchStream:
+    """The events of a ``WatchSessions`` call: a snapshot of the sessions and
+    servers in scope, ended by a ``WATCH_EVENT_SYNCED`` event, then one event
+    per change (see ``WatchSessionsResponse`` in the proto).
+
+    Iterate it (``async for`` the asyncio one); it never ends by itself.
+    ``cancel()``, or leaving a ``with`` (``async with``) block, ends it.
+    """
+
+    def __init__(self, call: WatchCall) -> None:
+        self._call = call
+        self._responses = iter(call)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> hub_pb2.WatchSessionsResponse:
+        try:
+            return next(self._responses)
+        except RpcError as exc:
+            raise rpc_error(exc) from exc
+
+    def cancel(self) -> None:
+        """End the stream."""
+        cancel_call(self._call)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+
 class Client:
     """Client of a wsh server's HubService: ``Client`` blocks, ``AsyncClient`` is asyncio.
 
@@ -100,8 +134,9 @@ class Client:
     Methods on sessions take ``server``: the hostname owning the session,
     ``""`` for the server this client talks to.
 
-    ``AsyncClient``'s methods are coroutines, except :meth:`race_idle`, which
-    returns an async iterator; create it inside a running event loop.
+    ``AsyncClient``'s methods are coroutines, except :meth:`race_idle` and
+    :meth:`watch_sessions` (or :meth:`watch`), which return async iterators;
+    create them inside a running event loop.
     """
 
     def __init__(
@@ -357,6 +392,28 @@ class Client:
             request, timeout=self._deadline(timeout), metadata=self._metadata
         )
         return IdleStream(call)
+
+    def watch_sessions(
+        self,
+        *,
+        tags: Iterable[str] = (),
+        server: str = "",
+        timeout: float | None = None,
+    ) -> WatchStream:
+        """Stream the sessions (``tags``: any of) and servers in scope
+        (``server``: one server; default the whole cluster): a snapshot, then
+        one event per change. A watcher that falls behind gets a new snapshot,
+        each event of which has ``resync`` set. Use it as a context manager,
+        or call ``cancel()``, to end the stream.
+        """
+        request = hub_pb2.WatchSessionsRequest(tags=list(tags), server=server)
+        call = self._stub.WatchSessions(
+            request, timeout=self._deadline(timeout), metadata=self._metadata
+        )
+        return WatchStream(call)
+
+    # The short name the CLI's `wsh watch` goes by.
+    watch = watch_sessions
 
     def race_first(self, **options: Unpack[RaceOptions]) -> types_pb2.Idle:
         """The first session to settle (see :meth:`race_idle`); the stream is then cancelled."""

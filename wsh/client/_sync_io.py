@@ -20,6 +20,7 @@ Channel: TypeAlias = grpc.Channel
 Stub: TypeAlias = hub_pb2_grpc.HubServiceStub
 UnaryUnary = grpc.UnaryUnaryMultiCallable
 RaceCall: TypeAlias = "grpc.CallIterator[hub_pb2.RaceIdleResponse]"
+WatchCall: TypeAlias = "grpc.CallIterator[hub_pb2.WatchSessionsResponse]"
 RpcError = grpc.RpcError
 
 
@@ -38,7 +39,7 @@ def close_channel(channel: Channel) -> None:
     channel.close()
 
 
-def cancel_call(call: RaceCall) -> None:
+def cancel_call(call: RaceCall | WatchCall) -> None:
     call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
 
 

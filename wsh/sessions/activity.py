@@ -45,6 +45,9 @@ INSPECT_EVERY_S = 0.02
 # a progress line every few milliseconds makes no transitions at all. The
 # check runs once per SETTLE_S of activity, not per output chunk.
 SETTLE_S = 0.05
+# Milliseconds since an event are told as 32-bit counts (the API's rule for
+# JSON clients), saturating after 49.7 days.
+MAX_MS = 2**32 - 1
 
 Probe = Callable[[Foreground | None], Foreground]
 
@@ -101,7 +104,8 @@ class Activity:
             self.on_transition(True)
 
     def idle_ms(self) -> int:
-        return int((time.monotonic() - self.last_activity) * 1000)
+        """Milliseconds since the last activity, saturating at ``MAX_MS``."""
+        return min(MAX_MS, int((time.monotonic() - self.last_activity) * 1000))
 
     def finish(self) -> None:
         """The process has exited: wake waits for new activity, which cannot come."""

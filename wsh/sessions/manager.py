@@ -32,11 +32,14 @@ TERM = "xterm-256color"
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """A change in the inventory: ``info`` is set for an upsert, unset for a removal."""
+    """A change in the inventory: ``info`` is set for an upsert, unset for a
+    removal, which ``expired`` says was the end of an exited session's
+    retention (else it was killed)."""
 
     name: str
     info: SessionInfo | None
     previous_name: str = ""
+    expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,13 +273,13 @@ class SessionManager:
         self._forget(session)
         await session.close()
 
-    def _forget(self, session: Session) -> None:
+    def _forget(self, session: Session, *, expired: bool = False) -> None:
         del self._sessions[session.name]
         self._forgotten_output += session.output_bytes
         handle = self._retention.pop(session, None)
         if handle is not None:
             handle.cancel()
-        self._emit(SessionEvent(session.name, None))
+        self._emit(SessionEvent(session.name, None, expired=expired))
 
     def _process_exited(self, session: Session) -> None:
         if self._sessions.get(session.name) is not session:
@@ -290,7 +293,7 @@ class SessionManager:
         self._retention.pop(session, None)
         if self._sessions.get(session.name) is not session:
             return
-        self._forget(session)
+        self._forget(session, expired=True)
         task = asyncio.get_running_loop().create_task(
             session.close(), name=f"close-expired-{session.name}"
         )

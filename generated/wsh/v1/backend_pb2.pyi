@@ -29,8 +29,11 @@ class Identity(_message.Message):
     SERVER_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """The server's hostname in the cluster."""
     server_id: _builtins.str
+    """New on every start of the server."""
     version: _builtins.str
+    """wsh version."""
     def __init__(
         self,
         *,
@@ -56,6 +59,7 @@ class Heartbeat(_message.Message):
     ACK_SEQ_FIELD_NUMBER: _builtins.int
     ACTIVITY_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
+    """The sender's count of heartbeats, from 1."""
     ack_seq: _builtins.int
     """seq of the last heartbeat received from the peer, 0 if none."""
     @_builtins.property
@@ -92,11 +96,15 @@ class SessionActivity(_message.Message):
     READY_FIELD_NUMBER: _builtins.int
     FOREGROUND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The session's name."""
     generation: _builtins.int
+    """Its generation now."""
     last_activity_ms: _builtins.int
+    """Milliseconds since its last output or input."""
     ready: _builtins.bool
-    """As Session.ready and Session.foreground."""
+    """As Session.ready."""
     foreground: _builtins.str
+    """As Session.foreground."""
     def __init__(
         self,
         *,
@@ -123,7 +131,9 @@ class Inventory(_message.Message):
     SESSIONS_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]:
+        """Every session, as ListSessions shows it."""
+
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]:
         """Whether each session is settled as of the inventory, in the same order."""
@@ -157,8 +167,11 @@ class SessionTransition(_message.Message):
     QUIET_FIELD_NUMBER: _builtins.int
     QUIET_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The session's name."""
     generation: _builtins.int
+    """Its generation at the transition."""
     quiet: _builtins.bool
+    """True: settled; false: active again."""
     quiet_ms: _builtins.int
     """When quiet: milliseconds since the session's last activity, as sent."""
     def __init__(
@@ -185,7 +198,9 @@ class Transitions(_message.Message):
 
     TRANSITIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]: ...
+    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]:
+        """Oldest first; at most one per session."""
+
     def __init__(
         self,
         *,
@@ -208,10 +223,15 @@ class SessionEvent(_message.Message):
     UPSERT_FIELD_NUMBER: _builtins.int
     PREVIOUS_NAME_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
     previous_name: _builtins.str
     """Name the session had before this event, when it was renamed."""
     removed: _builtins.str
     """Killed or expired: its name, with upsert unset."""
+    expired: _builtins.bool
+    """With removed: the session had exited and its retention time passed
+    (false: it was killed).
+    """
     @_builtins.property
     def upsert(self) -> _types_pb2.Session:
         """Created, renamed, retagged, resized or exited: the session as it is now."""
@@ -222,10 +242,11 @@ class SessionEvent(_message.Message):
         upsert: _types_pb2.Session | None = ...,
         previous_name: _builtins.str = ...,
         removed: _builtins.str = ...,
+        expired: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upsert", b"upsert"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_name", b"previous_name", "removed", b"removed", "upsert", b"upsert"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "previous_name", b"previous_name", "removed", b"removed", "upsert", b"upsert"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -266,9 +287,13 @@ class LinkRequest(_message.Message):
     IDENTITY_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def identity(self) -> Global___Identity: ...
+    def identity(self) -> Global___Identity:
+        """First: the hub's identity."""
+
     @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
+    def heartbeat(self) -> Global___Heartbeat:
+        """Then a heartbeat each second."""
+
     def __init__(
         self,
         *,
@@ -298,17 +323,29 @@ class LinkResponse(_message.Message):
     TRANSITIONS_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def identity(self) -> Global___Identity: ...
+    def identity(self) -> Global___Identity:
+        """First: the backend's identity."""
+
     @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
+    def heartbeat(self) -> Global___Heartbeat:
+        """Answers to the hub's heartbeats, with activity since the last one."""
+
     @_builtins.property
-    def inventory(self) -> Global___Inventory: ...
+    def inventory(self) -> Global___Inventory:
+        """Second: every session."""
+
     @_builtins.property
-    def event(self) -> Global___SessionEvent: ...
+    def event(self) -> Global___SessionEvent:
+        """A change in the inventory."""
+
     @_builtins.property
-    def transitions(self) -> Global___Transitions: ...
+    def transitions(self) -> Global___Transitions:
+        """Sessions that settled or became active."""
+
     @_builtins.property
-    def draining(self) -> Global___Draining: ...
+    def draining(self) -> Global___Draining:
+        """The backend shuts down: no new sessions there (sent once, at any time)."""
+
     def __init__(
         self,
         *,

@@ -62,6 +62,128 @@ settles the session instead and Idle.ready_unknown says so.
 """
 Global___IdleMode: _TypeAlias = IdleMode  # noqa: Y015
 
+class _WatchEvent:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WatchEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WatchEvent.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WATCH_EVENT_UNSPECIFIED: _WatchEvent.ValueType  # 0
+    """Never sent."""
+    WATCH_EVENT_SERVER: _WatchEvent.ValueType  # 1
+    """Snapshot: a server in scope as it is (`server_info`), this server first."""
+    WATCH_EVENT_SESSION: _WatchEvent.ValueType  # 2
+    """Snapshot: a session in scope as it is (`session_info`, `quiet`)."""
+    WATCH_EVENT_SYNCED: _WatchEvent.ValueType  # 3
+    """The snapshot is complete; every later response is a change, until the
+    next snapshot (see `resync`).
+    """
+    WATCH_EVENT_SESSION_CREATED: _WatchEvent.ValueType  # 4
+    """A session was created, or became known to this hub: a backend added,
+    or back with sessions made while it was unreachable.
+    """
+    WATCH_EVENT_SESSION_RENAMED: _WatchEvent.ValueType  # 5
+    """Renamed from `previous_name` to `session`."""
+    WATCH_EVENT_SESSION_TAGS_CHANGED: _WatchEvent.ValueType  # 6
+    """Tags changed from `previous_tags` to `session_info.tags`. A watcher
+    with a tag filter gets this event when the session had a wanted tag
+    before or has one now: a session leaving its scope says so here, and
+    one entering it is then described whole.
+    """
+    WATCH_EVENT_SESSION_RESIZED: _WatchEvent.ValueType  # 7
+    """Resized to `session_info.rows` x `session_info.cols`."""
+    WATCH_EVENT_SESSION_EXITED: _WatchEvent.ValueType  # 8
+    """The process exited: `session_info.exit_code` (negative: killed by that
+    signal). The session stays until it is killed or expires.
+    """
+    WATCH_EVENT_SESSION_KILLED: _WatchEvent.ValueType  # 9
+    """Killed (KillSession, or the server shutting down); gone."""
+    WATCH_EVENT_SESSION_EXPIRED: _WatchEvent.ValueType  # 10
+    """Exited, then forgotten once its retention time passed; gone."""
+    WATCH_EVENT_SESSION_REMOVED: _WatchEvent.ValueType  # 11
+    """No longer known to this hub, for a reason the hub cannot tell: it ended
+    while its server was unreachable, or its server was removed or rejected
+    (a SERVER_REMOVED follows the REMOVED of each of its sessions).
+    """
+    WATCH_EVENT_SESSION_BUSY: _WatchEvent.ValueType  # 12
+    """Output or input after the session had settled, at `generation`."""
+    WATCH_EVENT_SESSION_IDLE: _WatchEvent.ValueType  # 13
+    """Settled at `generation` (no output or input for the server's settle
+    time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+    last activity.
+    """
+    WATCH_EVENT_SERVER_ADDED: _WatchEvent.ValueType  # 14
+    """A backend was registered (`server_info`, usually CONNECTING)."""
+    WATCH_EVENT_SERVER_REMOVED: _WatchEvent.ValueType  # 15
+    """A backend was deregistered; its sessions were reported REMOVED first."""
+    WATCH_EVENT_SERVER_HEALTH_CHANGED: _WatchEvent.ValueType  # 16
+    """A server's health changed (`server_info.health`, `last_error`). The
+    sessions of a server that is not HEALTHY are kept as last known: they
+    are neither listed nor reachable until it is back, and then the events
+    bring them up to date (created, removed, changed) rather than
+    repeating them all.
+    """
+
+class WatchEvent(_WatchEvent, metaclass=_WatchEventEnumTypeWrapper):
+    """What a WatchSessionsResponse reports."""
+
+WATCH_EVENT_UNSPECIFIED: WatchEvent.ValueType  # 0
+"""Never sent."""
+WATCH_EVENT_SERVER: WatchEvent.ValueType  # 1
+"""Snapshot: a server in scope as it is (`server_info`), this server first."""
+WATCH_EVENT_SESSION: WatchEvent.ValueType  # 2
+"""Snapshot: a session in scope as it is (`session_info`, `quiet`)."""
+WATCH_EVENT_SYNCED: WatchEvent.ValueType  # 3
+"""The snapshot is complete; every later response is a change, until the
+next snapshot (see `resync`).
+"""
+WATCH_EVENT_SESSION_CREATED: WatchEvent.ValueType  # 4
+"""A session was created, or became known to this hub: a backend added,
+or back with sessions made while it was unreachable.
+"""
+WATCH_EVENT_SESSION_RENAMED: WatchEvent.ValueType  # 5
+"""Renamed from `previous_name` to `session`."""
+WATCH_EVENT_SESSION_TAGS_CHANGED: WatchEvent.ValueType  # 6
+"""Tags changed from `previous_tags` to `session_info.tags`. A watcher
+with a tag filter gets this event when the session had a wanted tag
+before or has one now: a session leaving its scope says so here, and
+one entering it is then described whole.
+"""
+WATCH_EVENT_SESSION_RESIZED: WatchEvent.ValueType  # 7
+"""Resized to `session_info.rows` x `session_info.cols`."""
+WATCH_EVENT_SESSION_EXITED: WatchEvent.ValueType  # 8
+"""The process exited: `session_info.exit_code` (negative: killed by that
+signal). The session stays until it is killed or expires.
+"""
+WATCH_EVENT_SESSION_KILLED: WatchEvent.ValueType  # 9
+"""Killed (KillSession, or the server shutting down); gone."""
+WATCH_EVENT_SESSION_EXPIRED: WatchEvent.ValueType  # 10
+"""Exited, then forgotten once its retention time passed; gone."""
+WATCH_EVENT_SESSION_REMOVED: WatchEvent.ValueType  # 11
+"""No longer known to this hub, for a reason the hub cannot tell: it ended
+while its server was unreachable, or its server was removed or rejected
+(a SERVER_REMOVED follows the REMOVED of each of its sessions).
+"""
+WATCH_EVENT_SESSION_BUSY: WatchEvent.ValueType  # 12
+"""Output or input after the session had settled, at `generation`."""
+WATCH_EVENT_SESSION_IDLE: WatchEvent.ValueType  # 13
+"""Settled at `generation` (no output or input for the server's settle
+time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+last activity.
+"""
+WATCH_EVENT_SERVER_ADDED: WatchEvent.ValueType  # 14
+"""A backend was registered (`server_info`, usually CONNECTING)."""
+WATCH_EVENT_SERVER_REMOVED: WatchEvent.ValueType  # 15
+"""A backend was deregistered; its sessions were reported REMOVED first."""
+WATCH_EVENT_SERVER_HEALTH_CHANGED: WatchEvent.ValueType  # 16
+"""A server's health changed (`server_info.health`, `last_error`). The
+sessions of a server that is not HEALTHY are kept as last known: they
+are neither listed nor reachable until it is back, and then the events
+bring them up to date (created, removed, changed) rather than
+repeating them all.
+"""
+Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
+
 class _ServerHealth:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -69,21 +191,33 @@ class _ServerHealth:
 class _ServerHealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServerHealth.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SERVER_HEALTH_UNSPECIFIED: _ServerHealth.ValueType  # 0
+    """Never sent."""
     SERVER_HEALTH_HEALTHY: _ServerHealth.ValueType  # 1
+    """Its Link is up: calls are routed to it."""
     SERVER_HEALTH_CONNECTING: _ServerHealth.ValueType  # 2
+    """Registered, not linked yet."""
     SERVER_HEALTH_UNAVAILABLE: _ServerHealth.ValueType  # 3
+    """Its Link failed or went silent for 3 s; the hub keeps retrying with
+    backoff. Calls for its sessions fail with SERVER_UNAVAILABLE.
+    """
     SERVER_HEALTH_REJECTED: _ServerHealth.ValueType  # 4
-    """Refused for good (self-loop, hostname taken); see last_error."""
+    """Refused (self-loop, hostname taken or changed); see last_error."""
 
 class ServerHealth(_ServerHealth, metaclass=_ServerHealthEnumTypeWrapper):
     """Health of a server as seen by this one."""
 
 SERVER_HEALTH_UNSPECIFIED: ServerHealth.ValueType  # 0
+"""Never sent."""
 SERVER_HEALTH_HEALTHY: ServerHealth.ValueType  # 1
+"""Its Link is up: calls are routed to it."""
 SERVER_HEALTH_CONNECTING: ServerHealth.ValueType  # 2
+"""Registered, not linked yet."""
 SERVER_HEALTH_UNAVAILABLE: ServerHealth.ValueType  # 3
+"""Its Link failed or went silent for 3 s; the hub keeps retrying with
+backoff. Calls for its sessions fail with SERVER_UNAVAILABLE.
+"""
 SERVER_HEALTH_REJECTED: ServerHealth.ValueType  # 4
-"""Refused for good (self-loop, hostname taken); see last_error."""
+"""Refused (self-loop, hostname taken or changed); see last_error."""
 Global___ServerHealth: _TypeAlias = ServerHealth  # noqa: Y015
 
 class _ServerRole:
@@ -93,6 +227,7 @@ class _ServerRole:
 class _ServerRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServerRole.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SERVER_ROLE_UNSPECIFIED: _ServerRole.ValueType  # 0
+    """Never sent."""
     SERVER_ROLE_LOCAL: _ServerRole.ValueType  # 1
     """The server answering this call."""
     SERVER_ROLE_MEMBER: _ServerRole.ValueType  # 2
@@ -102,6 +237,7 @@ class ServerRole(_ServerRole, metaclass=_ServerRoleEnumTypeWrapper):
     """Role of a server in the cluster."""
 
 SERVER_ROLE_UNSPECIFIED: ServerRole.ValueType  # 0
+"""Never sent."""
 SERVER_ROLE_LOCAL: ServerRole.ValueType  # 1
 """The server answering this call."""
 SERVER_ROLE_MEMBER: ServerRole.ValueType  # 2
@@ -110,6 +246,8 @@ Global___ServerRole: _TypeAlias = ServerRole  # noqa: Y015
 
 @_typing.final
 class CreateSessionRequest(_message.Message):
+    """Starts a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -141,19 +279,27 @@ class CreateSessionRequest(_message.Message):
     ENV_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of the server to start it on; empty: this server."""
     name: _builtins.str
-    """Empty: the server picks one."""
+    """Empty: the server picks one ("0", "1", ...)."""
     command: _builtins.str
     """Run through `sh -c`; empty: the login shell."""
     rows: _builtins.int
-    """Default 24x80; clamped to 1..1000."""
+    """Terminal height; 0 means 24, clamped to 1..1000."""
     cols: _builtins.int
+    """Terminal width; 0 means 80, clamped to 1..1000."""
     cwd: _builtins.str
-    """Empty: the server's home directory."""
+    """Working directory; empty: the server's home directory."""
     @_builtins.property
-    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Added to the server's environment (TERM is xterm-256color; the
+        server's own WSH_TOKEN is never passed on).
+        """
+
     @_builtins.property
-    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags of the new session (at most 64)."""
+
     def __init__(
         self,
         *,
@@ -176,11 +322,15 @@ Global___CreateSessionRequest: _TypeAlias = CreateSessionRequest  # noqa: Y015
 
 @_typing.final
 class CreateSessionResponse(_message.Message):
+    """The session started."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is right after the start."""
+
     def __init__(
         self,
         *,
@@ -196,6 +346,8 @@ Global___CreateSessionResponse: _TypeAlias = CreateSessionResponse  # noqa: Y015
 
 @_typing.final
 class ListSessionsRequest(_message.Message):
+    """Which sessions to list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -222,12 +374,16 @@ Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
 
 @_typing.final
 class ListSessionsResponse(_message.Message):
+    """Sessions in scope."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int
     MISSING_SERVERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]:
+        """Sorted by server, then name."""
+
     @_builtins.property
     def missing_servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]:
         """Registered servers in scope whose sessions are NOT in `sessions` because
@@ -251,12 +407,16 @@ Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015
 
 @_typing.final
 class GetSessionRequest(_message.Message):
+    """One session, by name."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     def __init__(
         self,
         *,
@@ -273,11 +433,15 @@ Global___GetSessionRequest: _TypeAlias = GetSessionRequest  # noqa: Y015
 
 @_typing.final
 class GetSessionResponse(_message.Message):
+    """The session asked about."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is now."""
+
     def __init__(
         self,
         *,
@@ -293,6 +457,8 @@ Global___GetSessionResponse: _TypeAlias = GetSessionResponse  # noqa: Y015
 
 @_typing.final
 class UpdateSessionRequest(_message.Message):
+    """Renames and retags a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -301,13 +467,19 @@ class UpdateSessionRequest(_message.Message):
     ADD_TAGS_FIELD_NUMBER: _builtins.int
     REMOVE_TAGS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's current name."""
     new_name: _builtins.str
     """Empty: keep the name."""
     @_builtins.property
-    def add_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def add_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags to add (already present ones are kept once)."""
+
     @_builtins.property
-    def remove_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def remove_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags to remove (absent ones are ignored); applied after add_tags."""
+
     def __init__(
         self,
         *,
@@ -327,11 +499,15 @@ Global___UpdateSessionRequest: _TypeAlias = UpdateSessionRequest  # noqa: Y015
 
 @_typing.final
 class UpdateSessionResponse(_message.Message):
+    """The session changed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is after the change."""
+
     def __init__(
         self,
         *,
@@ -347,12 +523,16 @@ Global___UpdateSessionResponse: _TypeAlias = UpdateSessionResponse  # noqa: Y015
 
 @_typing.final
 class KillSessionRequest(_message.Message):
+    """Kills a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     def __init__(
         self,
         *,
@@ -369,6 +549,8 @@ Global___KillSessionRequest: _TypeAlias = KillSessionRequest  # noqa: Y015
 
 @_typing.final
 class KillSessionResponse(_message.Message):
+    """The session is gone."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -389,38 +571,54 @@ Global___KillSessionResponse: _TypeAlias = KillSessionResponse  # noqa: Y015
 
 @_typing.final
 class SendInputRequest(_message.Message):
+    """Input for a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     data: _builtins.bytes
-    """Raw bytes, at most 1 MiB."""
+    """Raw bytes (in JSON: base64)."""
+    text: _builtins.str
+    """Text, written as UTF-8: what JSON clients (grpcurl, buf curl) use.
+    Control keys as escapes: "\\n" is Enter, "\\u0003" Ctrl-C.
+    """
     def __init__(
         self,
         *,
         server: _builtins.str = ...,
         name: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "input", b"input", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "name", b"name", "server", b"server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "input", b"input", "name", b"name", "server", b"server", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_input: _TypeAlias = _typing.Literal["data", "text"]  # noqa: Y015
+    _WhichOneofArgType_input: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_input) -> _WhichOneofReturnType_input | None: ...
 
 Global___SendInputRequest: _TypeAlias = SendInputRequest  # noqa: Y015
 
 @_typing.final
 class SendInputResponse(_message.Message):
+    """The input was written."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     GENERATION_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
     generation: _builtins.int
-    """Generation after the input was counted."""
+    """Generation after the input was counted: pass it as
+    AwaitIdleRequest.last_generation to wait for the program's answer.
+    """
     server: _builtins.str
     """Hostname of the server that owns the session."""
     def __init__(
@@ -439,14 +637,19 @@ Global___SendInputResponse: _TypeAlias = SendInputResponse  # noqa: Y015
 
 @_typing.final
 class GetScreenRequest(_message.Message):
+    """Reads a session's screen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED."""
     def __init__(
         self,
         *,
@@ -464,6 +667,8 @@ Global___GetScreenRequest: _TypeAlias = GetScreenRequest  # noqa: Y015
 
 @_typing.final
 class GetScreenResponse(_message.Message):
+    """A session's screen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCREEN_FIELD_NUMBER: _builtins.int
@@ -471,7 +676,9 @@ class GetScreenResponse(_message.Message):
     server: _builtins.str
     """Hostname of the server that owns the session."""
     @_builtins.property
-    def screen(self) -> _types_pb2.Screen: ...
+    def screen(self) -> _types_pb2.Screen:
+        """As it is now."""
+
     def __init__(
         self,
         *,
@@ -488,6 +695,8 @@ Global___GetScreenResponse: _TypeAlias = GetScreenResponse  # noqa: Y015
 
 @_typing.final
 class GetScrollbackRequest(_message.Message):
+    """Reads a page of a session's lines."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -496,12 +705,15 @@ class GetScrollbackRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     offset: _builtins.int
     """Index of the first line to return (0 = oldest)."""
     limit: _builtins.int
-    """Default 100, capped at 10000."""
+    """Lines per page; 0 means 100, capped at 10000."""
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED."""
     def __init__(
         self,
         *,
@@ -521,6 +733,8 @@ Global___GetScrollbackRequest: _TypeAlias = GetScrollbackRequest  # noqa: Y015
 
 @_typing.final
 class GetScrollbackResponse(_message.Message):
+    """A page of lines."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LINES_FIELD_NUMBER: _builtins.int
@@ -530,7 +744,9 @@ class GetScrollbackResponse(_message.Message):
     SERVER_FIELD_NUMBER: _builtins.int
     TRUNCATED_FIELD_NUMBER: _builtins.int
     total_lines: _builtins.int
+    """All lines the session holds: scrollback plus visible rows."""
     offset: _builtins.int
+    """Index of the first line returned."""
     server: _builtins.str
     """Hostname of the server that owns the session."""
     truncated: _builtins.bool
@@ -538,9 +754,13 @@ class GetScrollbackResponse(_message.Message):
     (4 MiB of text); ask again from offset + len(lines) for the rest.
     """
     @_builtins.property
-    def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """PLAIN format: the lines' text."""
+
     @_builtins.property
-    def styled_lines(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.StyledLine]: ...
+    def styled_lines(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.StyledLine]:
+        """STYLED format: the lines as spans."""
+
     def __init__(
         self,
         *,
@@ -561,6 +781,8 @@ Global___GetScrollbackResponse: _TypeAlias = GetScrollbackResponse  # noqa: Y015
 
 @_typing.final
 class ResizeSessionRequest(_message.Message):
+    """Resizes a session's terminal."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -568,9 +790,13 @@ class ResizeSessionRequest(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     COLS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     rows: _builtins.int
+    """New height; 0 keeps it, clamped to 1..1000."""
     cols: _builtins.int
+    """New width; 0 keeps it, clamped to 1..1000."""
     def __init__(
         self,
         *,
@@ -589,11 +815,15 @@ Global___ResizeSessionRequest: _TypeAlias = ResizeSessionRequest  # noqa: Y015
 
 @_typing.final
 class ResizeSessionResponse(_message.Message):
+    """The session resized."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is after the resize."""
+
     def __init__(
         self,
         *,
@@ -609,6 +839,8 @@ Global___ResizeSessionResponse: _TypeAlias = ResizeSessionResponse  # noqa: Y015
 
 @_typing.final
 class AwaitIdleRequest(_message.Message):
+    """Waits for one session to settle."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -620,7 +852,9 @@ class AwaitIdleRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     timeout_ms: _builtins.int
     """Required quiet time, capped at 300000. In READY mode: the quiet time of
     the fallback, used only where readiness cannot be told.
@@ -637,6 +871,7 @@ class AwaitIdleRequest(_message.Message):
     foreground after the call began).
     """
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED, for the screen returned."""
     mode: Global___IdleMode.ValueType
     """UNSPECIFIED means QUIET."""
     def __init__(
@@ -663,11 +898,15 @@ Global___AwaitIdleRequest: _TypeAlias = AwaitIdleRequest  # noqa: Y015
 
 @_typing.final
 class AwaitIdleResponse(_message.Message):
+    """The session settled."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def idle(self) -> _types_pb2.Idle: ...
+    def idle(self) -> _types_pb2.Idle:
+        """Its generation and screen as it settled."""
+
     def __init__(
         self,
         *,
@@ -683,6 +922,8 @@ Global___AwaitIdleResponse: _TypeAlias = AwaitIdleResponse  # noqa: Y015
 
 @_typing.final
 class RaceIdleRequest(_message.Message):
+    """Races sessions in scope for idleness."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TAGS_FIELD_NUMBER: _builtins.int
@@ -696,10 +937,19 @@ class RaceIdleRequest(_message.Message):
     FRESH_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     EXCLUDE_FIELD_NUMBER: _builtins.int
+    MAX_RESULTS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
-    """Filter: empty means every healthy server."""
+    """Filter: empty means this server and every healthy backend (ones that
+    become healthy later join); a hostname means that server only.
+    """
     timeout_ms: _builtins.int
+    """Required quiet time of each session, capped at 300000; as in
+    AwaitIdleRequest.
+    """
     max_wait_ms: _builtins.int
+    """Longest wait for each result, default 30000, capped at 300000: the
+    stream ends with IDLE_TIMEOUT when no new result came for this long.
+    """
     last_session: _builtins.str
     """Skip this session until its generation moves past last_generation. An
     EXITED session is reported once, at its final generation, and never
@@ -711,10 +961,19 @@ class RaceIdleRequest(_message.Message):
     session (see HubService).
     """
     last_generation: _builtins.int
+    """Generation last_session was collected at; unset: last_session is not
+    skipped.
+    """
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED, for the screens returned."""
     fresh: _builtins.bool
+    """Each session must be quiet for a full timeout_ms after the race began."""
     mode: Global___IdleMode.ValueType
     """As in AwaitIdleRequest; backends decide for their own sessions."""
+    max_results: _builtins.int
+    """End the stream (OK) once this many results were sent; 0: no limit.
+    race-first is max_results = 1.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Sessions having ANY of these tags; empty means all."""
@@ -740,10 +999,11 @@ class RaceIdleRequest(_message.Message):
         fresh: _builtins.bool = ...,
         mode: Global___IdleMode.ValueType = ...,
         exclude: _abc.Iterable[Global___RaceExclusion] | None = ...,
+        max_results: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "last_generation", b"last_generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "exclude", b"exclude", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "exclude", b"exclude", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_results", b"max_results", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__last_generation: _TypeAlias = _typing.Literal["last_generation"]  # noqa: Y015
     _WhichOneofArgType__last_generation: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation"]  # noqa: Y015
@@ -767,7 +1027,9 @@ class RaceExclusion(_message.Message):
     (see HubService).
     """
     session: _builtins.str
+    """The session's name."""
     generation: _builtins.int
+    """The generation it was collected at."""
     def __init__(
         self,
         *,
@@ -785,11 +1047,15 @@ Global___RaceExclusion: _TypeAlias = RaceExclusion  # noqa: Y015
 
 @_typing.final
 class RaceIdleResponse(_message.Message):
+    """One settled session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def idle(self) -> _types_pb2.Idle: ...
+    def idle(self) -> _types_pb2.Idle:
+        """Which session, its generation and screen as it settled."""
+
     def __init__(
         self,
         *,
@@ -804,7 +1070,129 @@ class RaceIdleResponse(_message.Message):
 Global___RaceIdleResponse: _TypeAlias = RaceIdleResponse  # noqa: Y015
 
 @_typing.final
+class WatchSessionsRequest(_message.Message):
+    """Which sessions and servers a WatchSessions stream covers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Filter: empty means the whole cluster; this server's hostname, its own
+    sessions; a backend's hostname, that backend's (SERVER_NOT_FOUND if no
+    registered server has it). A backend's events come from the Link the
+    hub already holds: a watch never opens a stream to a backend.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sessions having ANY of these tags; empty means all. Server events are
+        sent whatever the tags.
+        """
+
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        server: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["server", b"server", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionsRequest: _TypeAlias = WatchSessionsRequest  # noqa: Y015
+
+@_typing.final
+class WatchSessionsResponse(_message.Message):
+    """One event of a WatchSessions stream.
+
+    The stream starts with a snapshot: a SERVER for each server in scope, a
+    SESSION for each session in scope (those of servers that are not HEALTHY
+    too, as last known), then SYNCED. From then on each change is one event,
+    in the order this hub learned of them; a session event names its server
+    and session. A watcher that reads too slowly never holds the server
+    back: past 4096 pending events its queue is dropped and it gets a new
+    snapshot instead, every response of which has `resync` set; a client then
+    replaces what it knew by that snapshot.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    SESSION_INFO_FIELD_NUMBER: _builtins.int
+    PREVIOUS_NAME_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TAGS_FIELD_NUMBER: _builtins.int
+    SERVER_INFO_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    QUIET_FIELD_NUMBER: _builtins.int
+    QUIET_MS_FIELD_NUMBER: _builtins.int
+    RESYNC_FIELD_NUMBER: _builtins.int
+    RESYNCS_FIELD_NUMBER: _builtins.int
+    event: Global___WatchEvent.ValueType
+    """What happened (see WatchEvent)."""
+    server: _builtins.str
+    """Hostname of the server the event is about."""
+    session: _builtins.str
+    """Name of the session; empty for server events and SYNCED."""
+    previous_name: _builtins.str
+    """RENAMED: the name before."""
+    generation: _builtins.int
+    """BUSY and IDLE: the session's generation."""
+    quiet: _builtins.bool
+    """SESSION: whether the session is settled; IDLE: true."""
+    quiet_ms: _builtins.int
+    """IDLE: milliseconds since the session's last activity."""
+    resync: _builtins.bool
+    """Part of a snapshot sent because the watcher fell behind."""
+    resyncs: _builtins.int
+    """On every response of a snapshot (SERVER, SESSION, SYNCED): how many
+    times this stream has been resynchronised so far.
+    """
+    @_builtins.property
+    def session_info(self) -> _types_pb2.Session:
+        """The session as it is now; for KILLED, EXPIRED and REMOVED as last
+        known. Unset for BUSY and IDLE.
+        """
+
+    @_builtins.property
+    def previous_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """TAGS_CHANGED: the tags before, sorted."""
+
+    @_builtins.property
+    def server_info(self) -> Global___Server:
+        """SERVER and server events: the server as it is now."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___WatchEvent.ValueType = ...,
+        server: _builtins.str = ...,
+        session: _builtins.str = ...,
+        session_info: _types_pb2.Session | None = ...,
+        previous_name: _builtins.str = ...,
+        previous_tags: _abc.Iterable[_builtins.str] | None = ...,
+        server_info: Global___Server | None = ...,
+        generation: _builtins.int = ...,
+        quiet: _builtins.bool = ...,
+        quiet_ms: _builtins.int = ...,
+        resync: _builtins.bool = ...,
+        resyncs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_info", b"server_info", "session_info", b"session_info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "generation", b"generation", "previous_name", b"previous_name", "previous_tags", b"previous_tags", "quiet", b"quiet", "quiet_ms", b"quiet_ms", "resync", b"resync", "resyncs", b"resyncs", "server", b"server", "server_info", b"server_info", "session", b"session", "session_info", b"session_info"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionsResponse: _TypeAlias = WatchSessionsResponse  # noqa: Y015
+
+@_typing.final
 class Server(_message.Message):
+    """A server of the cluster, as this one sees it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
@@ -820,12 +1208,17 @@ class Server(_message.Message):
     address: _builtins.str
     """"local" for this server, else the backend URL."""
     health: Global___ServerHealth.ValueType
+    """Whether calls can reach it."""
     role: Global___ServerRole.ValueType
+    """This server or a backend."""
     session_count: _builtins.int
+    """Sessions it holds (0 while not HEALTHY)."""
     latency_ms: _builtins.float
-    """Last heartbeat round trip."""
+    """Last heartbeat round trip in milliseconds (0 while not HEALTHY)."""
     last_error: _builtins.str
+    """Why it is not HEALTHY, printable and at most 512 characters."""
     server_id: _builtins.str
+    """New on every start of that server."""
     def __init__(
         self,
         *,
@@ -848,6 +1241,8 @@ Global___Server: _TypeAlias = Server  # noqa: Y015
 
 @_typing.final
 class ListServersRequest(_message.Message):
+    """Lists the cluster's servers."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -863,11 +1258,15 @@ Global___ListServersRequest: _TypeAlias = ListServersRequest  # noqa: Y015
 
 @_typing.final
 class ListServersResponse(_message.Message):
+    """The cluster's servers."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]: ...
+    def servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]:
+        """This server first, then backends in registration order."""
+
     def __init__(
         self,
         *,
@@ -883,10 +1282,13 @@ Global___ListServersResponse: _TypeAlias = ListServersResponse  # noqa: Y015
 
 @_typing.final
 class GetServerRequest(_message.Message):
+    """One server by hostname."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """This server's or a backend's hostname. Errors: SERVER_NOT_FOUND."""
     def __init__(
         self,
         *,
@@ -902,11 +1304,15 @@ Global___GetServerRequest: _TypeAlias = GetServerRequest  # noqa: Y015
 
 @_typing.final
 class GetServerResponse(_message.Message):
+    """The server asked about."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def server(self) -> Global___Server: ...
+    def server(self) -> Global___Server:
+        """As this server sees it."""
+
     def __init__(
         self,
         *,
@@ -922,6 +1328,8 @@ Global___GetServerResponse: _TypeAlias = GetServerResponse  # noqa: Y015
 
 @_typing.final
 class AddServerRequest(_message.Message):
+    """Registers a backend."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDRESS_FIELD_NUMBER: _builtins.int
@@ -931,11 +1339,13 @@ class AddServerRequest(_message.Message):
     address: _builtins.str
     """http://host:port[/prefix] or https://host:port[/prefix]."""
     token: _builtins.str
-    """Bearer token for the backend; never echoed."""
+    """Bearer token for the backend; never echoed. Unset: the config's token
+    cascade (the [[servers]] entry, then [federation] token).
+    """
     wait: _builtins.bool
     """Wait until HEALTHY, REJECTED or wait_timeout_ms."""
     wait_timeout_ms: _builtins.int
-    """Default 10000."""
+    """Bound of the wait; 0 means 10000."""
     def __init__(
         self,
         *,
@@ -956,11 +1366,15 @@ Global___AddServerRequest: _TypeAlias = AddServerRequest  # noqa: Y015
 
 @_typing.final
 class AddServerResponse(_message.Message):
+    """The backend registered."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def server(self) -> Global___Server: ...
+    def server(self) -> Global___Server:
+        """As it is now (after the wait, with wait)."""
+
     def __init__(
         self,
         *,
@@ -976,11 +1390,14 @@ Global___AddServerResponse: _TypeAlias = AddServerResponse  # noqa: Y015
 
 @_typing.final
 class RemoveServerRequest(_message.Message):
+    """Unregisters a backend, by hostname or address."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """The backend's hostname."""
     address: _builtins.str
     """For a backend whose hostname is not known yet."""
     def __init__(
@@ -999,6 +1416,8 @@ Global___RemoveServerRequest: _TypeAlias = RemoveServerRequest  # noqa: Y015
 
 @_typing.final
 class RemoveServerResponse(_message.Message):
+    """The backend is unregistered."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1014,6 +1433,8 @@ Global___RemoveServerResponse: _TypeAlias = RemoveServerResponse  # noqa: Y015
 
 @_typing.final
 class ReloadConfigRequest(_message.Message):
+    """Re-reads the config file."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1029,6 +1450,8 @@ Global___ReloadConfigRequest: _TypeAlias = ReloadConfigRequest  # noqa: Y015
 
 @_typing.final
 class ReloadConfigResponse(_message.Message):
+    """What the reload changed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDED_FIELD_NUMBER: _builtins.int
@@ -1037,16 +1460,22 @@ class ReloadConfigResponse(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Addresses of backends added, removed, and re-linked because their token
-        or the TLS settings changed.
+        """Addresses of backends added."""
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses of backends removed."""
+
+    @_builtins.property
+    def updated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses of backends re-linked because their token or the TLS
+        settings changed.
         """
 
     @_builtins.property
-    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def updated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Problems that did not stop the reload, one line each."""
+
     def __init__(
         self,
         *,
@@ -1065,6 +1494,8 @@ Global___ReloadConfigResponse: _TypeAlias = ReloadConfigResponse  # noqa: Y015
 
 @_typing.final
 class GetServerInfoRequest(_message.Message):
+    """Asks for this server's identity."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1080,6 +1511,8 @@ Global___GetServerInfoRequest: _TypeAlias = GetServerInfoRequest  # noqa: Y015
 
 @_typing.final
 class GetServerInfoResponse(_message.Message):
+    """This server's identity and resource use."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
@@ -1089,15 +1522,23 @@ class GetServerInfoResponse(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """Its hostname in the cluster."""
     server_id: _builtins.str
     """New on every start."""
     version: _builtins.str
+    """wsh version."""
     @_builtins.property
-    def uptime(self) -> _duration_pb2.Duration: ...
+    def uptime(self) -> _duration_pb2.Duration:
+        """Time since start."""
+
     @_builtins.property
-    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When it started."""
+
     @_builtins.property
-    def stats(self) -> Global___ServerStats: ...
+    def stats(self) -> Global___ServerStats:
+        """Resource use now."""
+
     def __init__(
         self,
         *,
@@ -1129,7 +1570,9 @@ class ServerStats(_message.Message):
     RSS_BYTES_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     RACES_FIELD_NUMBER: _builtins.int
+    WATCHES_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
+    """Sessions held, exited ones included."""
     open_fds: _builtins.int
     """Open file descriptors of the server process."""
     child_processes: _builtins.int
@@ -1139,8 +1582,11 @@ class ServerStats(_message.Message):
     rss_bytes: _builtins.int
     """Resident memory of the server process."""
     links: _builtins.int
-    """Open Link streams from hubs, and RaceIdle streams being served."""
+    """Open Link streams from hubs."""
     races: _builtins.int
+    """RaceIdle streams being served."""
+    watches: _builtins.int
+    """WatchSessions streams being served."""
     def __init__(
         self,
         *,
@@ -1151,10 +1597,11 @@ class ServerStats(_message.Message):
         rss_bytes: _builtins.int = ...,
         links: _builtins.int = ...,
         races: _builtins.int = ...,
+        watches: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks", "watches", b"watches"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
