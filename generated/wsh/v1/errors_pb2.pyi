@@ -71,6 +71,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """TLS files cannot be read or do not match (INVALID_ARGUMENT at start-up,
     FAILED_PRECONDITION on reload). Metadata: path.
     """
+    METRICS_LISTEN_INVALID: _ErrorReason.ValueType  # 20
+    """--metrics-listen is not HOST:PORT (start-up only)."""
+    TRACING_INVALID: _ErrorReason.ValueType  # 21
+    """An OTEL_* variable names an exporter or protocol wsh does not have
+    (start-up only, with --tracing).
+    """
     SESSION_NOT_FOUND: _ErrorReason.ValueType  # 30
     """-- NOT_FOUND ----------------------------------------------------------------
 
@@ -115,6 +121,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     backend (or the hub itself). Metadata: servers (the healthy backends,
     comma-separated).
     """
+    SERVER_DISCOVERED: _ErrorReason.ValueType  # 58
+    """RemoveServer of a backend found in DNS ([[discovery]]): it would come
+    back at the next lookup. Metadata: address, discovery (the DNS name).
+    """
     TOO_MANY_SESSIONS: _ErrorReason.ValueType  # 60
     """-- RESOURCE_EXHAUSTED: a limit; retry later or lower the load ---------------
 
@@ -155,6 +165,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The listen address is taken by another process (start-up only)."""
     LISTEN_FAILED: _ErrorReason.ValueType  # 85
     """The server could not listen (start-up only)."""
+    SERVER_DRAINING: _ErrorReason.ValueType  # 86
+    """CreateSession on a server that is shutting down with a drain period
+    (--drain): it serves the sessions it has but takes no new ones; create
+    the session elsewhere. Metadata: server.
+    """
     UNAUTHENTICATED: _ErrorReason.ValueType  # 90
     """-- UNAUTHENTICATED / PERMISSION_DENIED --------------------------------------
 
@@ -226,6 +241,12 @@ TLS_INVALID: ErrorReason.ValueType  # 19
 """TLS files cannot be read or do not match (INVALID_ARGUMENT at start-up,
 FAILED_PRECONDITION on reload). Metadata: path.
 """
+METRICS_LISTEN_INVALID: ErrorReason.ValueType  # 20
+"""--metrics-listen is not HOST:PORT (start-up only)."""
+TRACING_INVALID: ErrorReason.ValueType  # 21
+"""An OTEL_* variable names an exporter or protocol wsh does not have
+(start-up only, with --tracing).
+"""
 SESSION_NOT_FOUND: ErrorReason.ValueType  # 30
 """-- NOT_FOUND ----------------------------------------------------------------
 
@@ -270,6 +291,10 @@ SERVER_REQUIRED: ErrorReason.ValueType  # 57
 backend (or the hub itself). Metadata: servers (the healthy backends,
 comma-separated).
 """
+SERVER_DISCOVERED: ErrorReason.ValueType  # 58
+"""RemoveServer of a backend found in DNS ([[discovery]]): it would come
+back at the next lookup. Metadata: address, discovery (the DNS name).
+"""
 TOO_MANY_SESSIONS: ErrorReason.ValueType  # 60
 """-- RESOURCE_EXHAUSTED: a limit; retry later or lower the load ---------------
 
@@ -310,6 +335,11 @@ ADDRESS_IN_USE: ErrorReason.ValueType  # 84
 """The listen address is taken by another process (start-up only)."""
 LISTEN_FAILED: ErrorReason.ValueType  # 85
 """The server could not listen (start-up only)."""
+SERVER_DRAINING: ErrorReason.ValueType  # 86
+"""CreateSession on a server that is shutting down with a drain period
+(--drain): it serves the sessions it has but takes no new ones; create
+the session elsewhere. Metadata: server.
+"""
 UNAUTHENTICATED: ErrorReason.ValueType  # 90
 """-- UNAUTHENTICATED / PERMISSION_DENIED --------------------------------------
 
