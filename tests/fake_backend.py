@@ -20,6 +20,9 @@ Run as ``python -m tests.fake_backend CONFIG_JSON``; it serves on
     a file to which every HubService call is appended, one method a line.
 ``activity``
     ``SessionActivity`` entries (as dicts) sent with every heartbeat ack.
+``headers``
+    a file to which the request id and trace headers of every GetSession are
+    appended, one JSON object a line.
 
 Its HubService lies, by what the request asks for: the session name or tag
 picks the lie (see ``LyingHub``).
@@ -192,6 +195,7 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
     def __init__(self, config: dict[str, Any]) -> None:
         self.hostname: str = config["hostname"]
         self.calls_file = Path(config["calls"]) if config.get("calls") else None
+        self.headers_file = Path(config["headers"]) if config.get("headers") else None
 
     def _called(self, method: str) -> None:
         if self.calls_file is not None:
@@ -250,6 +254,11 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
 
     async def GetSession(self, request: Any, context: Any) -> Any:
         self._called("GetSession")
+        if self.headers_file is not None:
+            wanted = ("x-request-id", "traceparent", "tracestate", "baggage")
+            seen = {k: v for k, v in context.invocation_metadata() if k in wanted}
+            with self.headers_file.open("a") as f:
+                f.write(json.dumps(seen) + "\n")
         await self._fail(request.name, context)
         return hub_pb2.GetSessionResponse(session=self._session(request.name))
 

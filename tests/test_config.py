@@ -314,3 +314,40 @@ def test_one_printable_for_logs_and_terminals() -> None:
     logged = printable(text)
     assert logged.startswith("a\\x1b]52;c\\\\ \\u200d") and len(logged) < 150
     assert printable(text, limit=None, terminal=True) == "a\ufffd]52;c\\ \u200d" + "x" * 200
+
+
+def test_discovery_entries_and_flag(tmp_path: Path) -> None:
+    file = (
+        '[[discovery]]\nname = "b.wsh.test"\nport = 7700\nnameserver = "127.0.0.1:5353"\n'
+        'interval = 2\ngrace = 0\n\n[[discovery]]\nname = "_wsh._tcp.b.wsh.test"\ntype = "srv"\n'
+    )
+    config = build(tmp_path, flags={"discover": "k.wsh.test:7601"}, file=file)
+    a, srv, flag = config.discovery
+    assert (a.name, a.srv, a.port, a.nameserver, a.interval_s, a.grace_s) == (
+        "b.wsh.test", False, 7700, "127.0.0.1:5353", 2.0, 0.0,
+    )  # fmt: skip
+    assert (srv.srv, flag.name, flag.port) == (True, "k.wsh.test", 7601)
+    assert not config.servers
+    assert build(tmp_path, flags={"discover": "_wsh._tcp.x.test"}).discovery[-1].srv
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("port = 1\n", "discovery[0].name must be a DNS name"),
+        ('name = "a.test"\ntype = "MX"\n', "type must be A"),
+        ('name = "a.test"\nnameserver = "dns.example"\n', "must be an IP address"),
+        ('name = "a.test"\ninterval = 0\n', "interval must be at least 1"),
+        ('name = "a.test"\nport = 70000\n', "port must be a port number"),
+    ],
+)
+def test_bad_discovery_entries(tmp_path: Path, entry: str, problem: str) -> None:
+    with pytest.raises(WshError) as info:
+        build(tmp_path, file="[[discovery]]\n" + entry)
+    assert info.value.reason == "CONFIG_INVALID"
+    assert problem in info.value.message
+
+
+def test_bad_discover_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--discover: 'nope' is not NAME:PORT"):
+        build(tmp_path, flags={"discover": "nope"})

@@ -42,6 +42,9 @@ DEFAULT_COLS = 80
 MAX_DIMENSION = 1000
 MAX_WAIT_DEFAULT_MS = 30_000
 MAX_WAIT_CAP_MS = 300_000
+# In-flight calls get this long to finish after SIGTERM (and any drain)
+# before they are cancelled.
+SHUTDOWN_GRACE_S = 2.0
 EXITED_RETENTION_S = 300.0
 # Attach: clients attached to one session at once, and the output each may
 # have pending before it is dropped for a fresh snapshot (a resync).

@@ -5,6 +5,7 @@ builds the config and calls :func:`serve`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -16,6 +17,7 @@ import stat
 import string
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,6 +35,7 @@ from wsh.api.limits import (
     open_file_limit,
     raise_fd_limit,
 )
+from wsh.api.metrics import Metrics, MetricsInterceptor, ServerState
 from wsh.api.status import RequestGuard
 from wsh.config import ServerConfig
 from wsh.errors import Kind, WshError
@@ -41,10 +44,11 @@ from wsh.identity import ServerIdentity, resolve_hostname
 from wsh.sessions.manager import SessionManager
 from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2, hub_pb2_grpc
 
+if TYPE_CHECKING:
+    from wsh.api.tracing import Tracing
+
 log = logging.getLogger("wsh.server")
 
-# In-flight calls get this long to finish after SIGTERM before they are cancelled.
-SHUTDOWN_GRACE_S = 2.0
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 SERVICE_NAMES = (
     hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
@@ -142,11 +146,18 @@ def server_credentials(settings: ServerConfig) -> grpc.ServerCredentials | None:
 class WshServer:
     """One running server. ``start()`` binds; ``stop()`` shuts down cleanly."""
 
-    def __init__(self, settings: ServerConfig) -> None:
+    def __init__(self, settings: ServerConfig, tracing: Tracing | None = None) -> None:
+        """``tracing``: the tracer provider to use (tests); by default one from
+        the ``OTEL_*`` variables when ``settings.tracing`` is on."""
         self.settings = settings
         self.identity = ServerIdentity(hostname=resolve_hostname(settings.hostname))
         token = resolve_server_token(settings)
         self._credentials = server_credentials(settings)
+        if tracing is None and settings.tracing:
+            from wsh.api.tracing import Tracing
+
+            tracing = Tracing.from_env(self.identity.hostname)
+        self.tracing = tracing
         self.federation = Federation(self.identity, settings, own_token=token)
         self.sessions = SessionManager(
             self.identity.hostname,
@@ -165,12 +176,22 @@ class WshServer:
         # RequestGuard must stay last: it sees only authenticated calls.
         self._auth = TokenAuth(token) if token else None
         guard = RequestGuard(self._auth.trust if self._auth else None)
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [guard]
+        if self._auth:
+            interceptors.insert(0, self._auth)
+        # Off by default, and then nothing of it runs. First when on: refused
+        # calls (UNAUTHENTICATED) are counted too.
+        self.metrics = Metrics() if settings.metrics_listen else None
+        if self.metrics is not None:
+            interceptors.insert(0, MetricsInterceptor(self.metrics))
+        if self.tracing is not None:
+            interceptors.insert(0, self.tracing.server_interceptor())
         self._server = grpc.aio.server(
             options=(
                 *GRPC_SERVER_OPTIONS,
                 ("grpc.max_allowed_incoming_connections", self.max_connections),
             ),
-            interceptors=[self._auth, guard] if self._auth else [guard],
+            interceptors=interceptors,
         )
         limits = StreamLimits()
         self._hub = HubServicer(
@@ -179,6 +200,8 @@ class WshServer:
             self.federation,
             limits,
             strict_routing=settings.strict_routing,
+            metrics=self.metrics,
+            client_span=self.tracing.client_span if self.tracing else None,
             local_sessions=settings.local_sessions,
         )
         hub_pb2_grpc.add_HubServiceServicer_to_server(self._hub, self._server)
@@ -190,6 +213,7 @@ class WshServer:
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
         )
         self.port = 0
+        self.metrics_port = 0
 
     async def start(self) -> None:
         listen = self.settings.listen
@@ -209,6 +233,13 @@ class WshServer:
                 "ADDRESS_IN_USE" if why == os.strerror(errno.EADDRINUSE) else "LISTEN_FAILED",
                 f"Cannot listen on {listen}: {why or 'unknown error'}.",
             )
+        if self.metrics is not None and self.settings.metrics_listen:
+            self.metrics.watch(
+                ServerState(self.sessions, self.federation.registry, self._hub.races_open)
+            )
+            self.metrics_port = await asyncio.to_thread(
+                self.metrics.start_http, self.settings.metrics_listen
+            )
         await self._server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -221,9 +252,25 @@ class WshServer:
         host = self.settings.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    async def stop(self) -> None:
-        """Health NOT_SERVING, finish or cancel calls, kill and reap every session."""
+    async def stop(self, drain_s: float = 0.0, cut_short: asyncio.Event | None = None) -> None:
+        """Health NOT_SERVING; drain for ``drain_s`` (or until ``cut_short`` is
+        set); finish or cancel calls; kill and reap every session.
+
+        While it drains the server serves every call but CreateSession
+        (SERVER_DRAINING), and its hubs, told on their Links, send it no new
+        sessions: what an agent does in a session goes on until the end.
+        """
         await self.health.enter_graceful_shutdown()
+        if drain_s > 0:
+            log.info(
+                "draining for %.0f s: serving the sessions there are, refusing new ones",
+                drain_s,
+            )
+            self._hub.draining = True
+            self._backend.drain(drain_s)
+            waiting = (cut_short or asyncio.Event()).wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiting, drain_s)
         self._backend.end_links()
         shutting_down = WshError(
             Kind.UNAVAILABLE,
@@ -232,11 +279,15 @@ class WshServer:
         )
         self.sessions.interrupt_waits(shutting_down)
         self._hub.interrupt_races(shutting_down)
-        await self._server.stop(SHUTDOWN_GRACE_S)
+        await self._server.stop(self.settings.shutdown_grace_s)
         if self._auth is not None:
             self._auth.close()
         await self.federation.close()
         await self.sessions.close_all()
+        if self.metrics is not None:
+            await self.metrics.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.close)
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
@@ -313,6 +364,9 @@ async def serve(settings: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ident = server.identity
+    if server.metrics_port:
+        host = settings.metrics_listen.rpartition(":")[0] if settings.metrics_listen else ""
+        log.info("metrics on http://%s:%d/metrics", host, server.metrics_port)
     # Tests and scripts read this line to learn the bound port.
     print(
         f"wsh: listening on {server.address} as {ident.hostname} "
@@ -321,4 +375,5 @@ async def serve(settings: ServerConfig) -> None:
     )
     await stop.wait()
     log.info("shutting down")
-    await server.stop()
+    stop.clear()  # a second signal cuts the drain short
+    await server.stop(settings.drain_s, stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 from wsh import convert
@@ -41,6 +42,23 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         self._limits = limits
         # One per open Link: ends it cleanly (see end_links).
         self._enders: set[Callable[[], None]] = set()
+        # One per open Link: queues a message on it (see drain).
+        self._pushers: set[Callable[[backend_pb2.LinkResponse], None]] = set()
+        # Monotonic time the server stops at, once it drains.
+        self._stops_at: float | None = None
+
+    def drain(self, drain_s: float) -> None:
+        """Shutdown with a drain period: tell every hub, now and on any Link
+        opened until the end, that this server takes no new sessions."""
+        self._stops_at = time.monotonic() + drain_s
+        for push in list(self._pushers):
+            push(self._draining())
+
+    def _draining(self) -> backend_pb2.LinkResponse:
+        remaining = max(0.0, (self._stops_at or 0.0) - time.monotonic())
+        return backend_pb2.LinkResponse(
+            draining=backend_pb2.Draining(remaining_ms=int(remaining * 1000))
+        )
 
     def end_links(self) -> None:
         """Server shutdown: end every Link now, cleanly, so that hubs see the
@@ -151,6 +169,9 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
 
         unsubscribe = self._sessions.subscribe(on_event)
         self._enders.add(end)
+        self._pushers.add(push)
+        if self._stops_at is not None:
+            push(self._draining())  # sent after the inventory, as the queue is
         reader = asyncio.get_running_loop().create_task(
             self._answer_heartbeats(requests, push), name="link-heartbeat-reader"
         )
@@ -169,6 +190,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 yield msg
         finally:
             self._enders.discard(end)
+            self._pushers.discard(push)
             unsubscribe()
             for handle in flushing:
                 handle.cancel()

@@ -10,6 +10,7 @@ from typing import Any
 from wsh import convert, defaults
 from wsh.api import attach, remote, routing
 from wsh.api.limits import StreamLimits
+from wsh.api.metrics import Metrics
 from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
@@ -17,7 +18,7 @@ from wsh.api.status import Ctx, streaming, unary
 from wsh.api.watch import Watcher, Watches
 from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
-from wsh.federation.registry import Backend, Health
+from wsh.federation.registry import Backend, Health, draining_error
 from wsh.identity import ServerIdentity
 from wsh.names import check_session_name, check_tags
 from wsh.sessions.manager import SessionManager
@@ -44,6 +45,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         limits: StreamLimits,
         *,
         strict_routing: bool = False,
+        metrics: Metrics | None = None,
+        client_span: remote.ClientSpan | None = None,
         local_sessions: bool = True,
     ) -> None:
         self._identity = identity
@@ -57,6 +60,11 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._races: set[ClusterRace] = set()
         self._relays: set[attach.Relay] = set()
         self._inventory = InventoryRenderer()
+        self._metrics = metrics
+        # Tracing: each forwarded call in a span of its own.
+        self._client_span = client_span
+        # Shutting down with a drain period: no new sessions here.
+        self.draining = False
         self._watches = Watches(
             identity.hostname,
             sessions,
@@ -89,7 +97,15 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return self.registry.route_name(name)
 
     async def forward(self, backend: Backend, method: str, request: Any, context: Ctx) -> Any:
-        return await remote.call(self._federation.link(backend), method, request, context)
+        call = remote.call(
+            self._federation.link(backend), method, request, context, span=self._client_span
+        )
+        if self._metrics is None:
+            return await call
+        return await self._metrics.forward(backend.hostname, method, call)
+
+    def races_open(self) -> int:
+        return len(self._races)
 
     def _skip_server(self, name: str) -> str:
         """The server of a race's ``last_session`` given without ``last_server``,
@@ -106,10 +122,14 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
 
     # -- sessions: each method is the local path; @routed says the rest ---------
 
-    @routed(routing.changed_session(lambda r: r.name), by_name=False)
+    @routed(
+        routing.changed_session(lambda r: r.name), by_name=False, forward=routing.forward_create
+    )
     async def CreateSession(
         self, request: hub_pb2.CreateSessionRequest, context: Ctx
     ) -> hub_pb2.CreateSessionResponse:
+        if self.draining:
+            raise draining_error(self.hostname)
         if not self._local_sessions:
             raise self._server_required()
         session = self._sessions.create(

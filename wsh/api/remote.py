@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
@@ -21,6 +23,10 @@ from wsh.errors import Kind, WshError
 from wsh.federation.auth import redact
 from wsh.federation.link import BackendLink
 from wsh.text import printable
+
+# Opens a client span for a forwarded call of a method and gives the trace
+# headers that carry it (wsh.api.tracing.Tracing.client_span).
+ClientSpan = Callable[[str], AbstractContextManager[tuple[tuple[str, str], ...]]]
 
 # Statuses that are the client's own doing (its deadline, its cancel): passed on.
 _CALLER_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
@@ -46,6 +52,9 @@ MAX_DETAILS_LEN = 1024
 RETRY_INITIAL_S = 0.05
 RETRY_CAP_S = 1.0
 _MAX_ERROR_METADATA = 16
+# Headers of the caller's that go on with a forwarded call, as they came.
+PASSED_ON = ("x-request-id",)
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 
 def _verdict(
@@ -103,6 +112,19 @@ def backend_error(link: BackendLink, err: grpc.aio.AioRpcError) -> Exception:
     )
 
 
+def passed_on(context: grpc.aio.ServicerContext[Any, Any], traced: bool) -> tuple[Any, ...]:
+    """The caller's headers a forwarded call carries on to the backend, the
+    first of each: ``x-request-id`` unchanged, and the W3C trace headers
+    unless this hub's tracing makes its own (``traced``: a child span of the
+    caller's)."""
+    names = PASSED_ON if traced else PASSED_ON + TRACE_HEADERS
+    seen: dict[str, Any] = {}
+    for key, value in context.invocation_metadata() or ():
+        if key in names and key not in seen:
+            seen[key] = value
+    return tuple(seen.items())
+
+
 def retry_delay(failures: int) -> float:
     """Jittered exponential backoff before the ``failures``-th retry."""
     backoff: float = min(RETRY_CAP_S, RETRY_INITIAL_S * 2.0 ** (failures - 1))
@@ -110,13 +132,31 @@ def retry_delay(failures: int) -> float:
 
 
 async def call(
-    link: BackendLink, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    link: BackendLink,
+    method: str,
+    request: Any,
+    context: grpc.aio.ServicerContext[Any, Any],
+    span: ClientSpan | None = None,
 ) -> Any:
-    """Forward one unary call, with the caller's deadline; cancellation follows it."""
+    """Forward one unary call, with the caller's deadline; cancellation follows
+    it. With ``span`` (tracing), in a client span the backend's continues."""
     request.server = link.backend.hostname
+    if span is None:
+        return await _call(link, method, request, context, passed_on(context, False))
+    with span(method) as trace_headers:
+        return await _call(link, method, request, context, passed_on(context, True) + trace_headers)
+
+
+async def _call(
+    link: BackendLink,
+    method: str,
+    request: Any,
+    context: grpc.aio.ServicerContext[Any, Any],
+    headers: tuple[Any, ...],
+) -> Any:
     try:
         return await getattr(link.hub, method)(
-            request, timeout=context.time_remaining(), metadata=link.metadata
+            request, timeout=context.time_remaining(), metadata=link.metadata + headers
         )
     except grpc.aio.AioRpcError as err:
         raise backend_error(link, err) from None

@@ -19,7 +19,7 @@ from wsh.api import remote
 from wsh.api.status import Ctx, unary
 from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation import sanitize, writes
-from wsh.federation.registry import Backend, Registry
+from wsh.federation.registry import Backend, Registry, draining_error
 from wsh.v1 import hub_pb2, types_pb2
 
 
@@ -198,6 +198,15 @@ def idle_timeout_error(max_wait_s: float, session: str = "") -> WshError:
         f"{what} did not become idle within max_wait_ms={max_wait_ms}.",
         {"max_wait_ms": max_wait_ms, **({"session": shorten(session)} if session else {})},
     )
+
+
+async def forward_create(
+    router: Router, backend: Backend, request: hub_pb2.CreateSessionRequest, context: Ctx
+) -> Any:
+    """Forward a CreateSession, unless the backend said it is draining."""
+    if backend.draining:
+        raise draining_error(backend.hostname)
+    return await router.forward(backend, "CreateSession", request, context)
 
 
 async def forward_wait(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -75,10 +77,40 @@ def parse_args(argv: Sequence[str]) -> ServerConfig:
         parser.error(str(exc))
 
 
-def setup_logging(level: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record and line: ``time`` (UTC, RFC 3339),
+    ``level``, ``logger``, ``message``, and ``trace_id`` and ``span_id`` when
+    logged in a traced call; ``exception`` with its traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("trace_id", "span_id"):
+            if getattr(record, key, ""):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str = "text", traced: bool = False) -> None:
     """The server's one logging setup: records of ``level`` and above to stderr,
-    one line each (tests and operators grep them)."""
-    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
+    one line each (tests and operators grep them), as text or JSON
+    (``fmt``); with ``traced``, each carries the ids of its span."""
+    handler = logging.StreamHandler(sys.stderr)
+    text = LOG_FORMAT + ("%(trace)s" if traced else "")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(text))
+    if traced:
+        from wsh.api.tracing import TraceIds
+
+        handler.addFilter(TraceIds())
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         config = parse_args(sys.argv[1:] if argv is None else argv)
-        setup_logging(config.log_level)
+        setup_logging(config.log_level, config.log_format, config.tracing)
         for warning in config.warnings:
             log.warning("%s", warning)
         asyncio.run(serve(config))

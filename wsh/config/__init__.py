@@ -22,9 +22,16 @@ from asyncio code with ``asyncio.to_thread``.
 """
 
 from wsh.config.build import build_config, default_config_path, read_token_file, reload_file
-from wsh.config.file import check_document, config_error, load_file, parse_toml
+from wsh.config.file import (
+    check_document,
+    config_error,
+    load_file,
+    parse_nameserver,
+    parse_toml,
+)
 from wsh.config.model import (
     ConfigError,
+    DiscoveryEntry,
     FileConfig,
     ServerConfig,
     ServerEntry,
@@ -40,6 +47,7 @@ __all__ = [
     "LOG_LEVELS",
     "SETTINGS",
     "ConfigError",
+    "DiscoveryEntry",
     "FileConfig",
     "ServerConfig",
     "ServerEntry",
@@ -52,6 +60,7 @@ __all__ = [
     "default_config_path",
     "env_values",
     "load_file",
+    "parse_nameserver",
     "parse_toml",
     "read_token_file",
     "reload_file",

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from wsh.config.file import load_file
-from wsh.config.model import ConfigError, FileConfig, ServerConfig, Sources
-from wsh.config.settings import BY_NAME
+from wsh.config.model import ConfigError, DiscoveryEntry, FileConfig, ServerConfig, Sources
+from wsh.config.settings import BY_NAME, DEFAULT_DISCOVERY_PORT
 from wsh.config.values import env_values, given
 from wsh.errors import Kind, WshError
+from wsh.names import is_valid_hostname
+from wsh.text import quote
 
 # --- Building -----------------------------------------------------------------
 
@@ -78,13 +80,38 @@ def _resolve(file: FileConfig, sources: Sources, listen: str) -> ServerConfig:
         max_connections=None if pick("max_connections") is None else _int(pick("max_connections")),
         max_backends=_int(pick("max_backends")),
         log_level=str(pick("log_level")),
+        drain_s=float(_num(pick("drain_s"))),
+        shutdown_grace_s=float(_num(pick("shutdown_grace_s"))),
+        metrics_listen=_opt_str(pick("metrics_listen")),
+        tracing=bool(pick("tracing")),
+        log_format=str(pick("log_format")),
         default_token=file.default_token,
         backend_tls=file.tls,
         ip_access=file.ip_access,
         servers=file.servers,
+        discovery=(*file.discovery, *_flag_discovery(pick("discover"))),
         warnings=file.warnings,
         sources=sources,
     )
+
+
+def _flag_discovery(value: object) -> tuple[DiscoveryEntry, ...]:
+    """``--discover``: ``NAME:PORT`` (A/AAAA) or ``_SERVICE._PROTO.NAME`` (SRV)."""
+    if value is None:
+        return ()
+    text = str(value).strip()
+    setting = BY_NAME["discover"]
+    where = setting.flag or "--discover"
+    if text.startswith("_"):
+        name, port = text, DEFAULT_DISCOVERY_PORT
+    else:
+        name, _, number = text.rpartition(":")
+        if not name or not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise ConfigError(where, f"{quote(text)} is not NAME:PORT or _SERVICE._tcp.NAME")
+        port = int(number)
+    if not is_valid_hostname(name.removesuffix(".").replace("_", "x")):
+        raise ConfigError(where, f"{quote(name)} is not a DNS name")
+    return (DiscoveryEntry(name=name, srv=text.startswith("_"), port=port),)
 
 
 def _opt_str(value: object) -> str | None:
@@ -185,6 +212,7 @@ def reload_file(config: ServerConfig) -> ServerConfig:
         backend_tls=file.tls,
         ip_access=file.ip_access,
         servers=file.servers,
+        discovery=(*file.discovery, *_flag_discovery(_pick("discover", config.sources, {}))),
         warnings=file.warnings,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import stat
 from collections.abc import Iterator
@@ -17,8 +18,17 @@ from tomlkit.exceptions import (
 )
 from tomlkit.toml_document import TOMLDocument
 
-from wsh.config.model import FileConfig, Invalid, ServerEntry, TlsConfig
-from wsh.config.settings import BY_KEY, IP_ACCESS_KEYS, SERVER_ENTRY_KEYS, TLS_KEYS
+from wsh.config.model import DiscoveryEntry, FileConfig, Invalid, ServerEntry, TlsConfig
+from wsh.config.settings import (
+    BY_KEY,
+    DEFAULT_DISCOVERY_GRACE_S,
+    DEFAULT_DISCOVERY_INTERVAL_S,
+    DEFAULT_DISCOVERY_PORT,
+    DISCOVERY_KEYS,
+    IP_ACCESS_KEYS,
+    SERVER_ENTRY_KEYS,
+    TLS_KEYS,
+)
 from wsh.config.values import check_value, type_name
 from wsh.errors import Kind, WshError
 from wsh.federation.ip_access import IpAccess
@@ -188,9 +198,85 @@ def check_document(path: Path, document: TOMLDocument) -> FileConfig:
         default_token=check.string(raw, "default_token", "default_token"),
         tls=tls,
         servers=tuple(_check_servers(check, raw)),
+        discovery=tuple(_check_discovery(check, raw)),
         ip_access=ip_access,
         warnings=tuple(check.warnings),
     )
+
+
+def _number(
+    check: _Checker, table: dict[str, object], key: str, where: str, default: float, least: float
+) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise config_error(check.path, f"{where} must be a number, not {type_name(value)}")
+    if not value >= least:
+        raise config_error(check.path, f"{where} must be at least {least:g}")
+    return float(value)
+
+
+def _check_discovery(check: _Checker, raw: dict[str, object]) -> Iterator[DiscoveryEntry]:
+    entries = raw.get("discovery", [])
+    if not isinstance(entries, list):
+        raise config_error(check.path, "discovery must be an array of tables ([[discovery]])")
+    for index, entry in enumerate(entries):
+        where = f"discovery[{index}]"
+        if not isinstance(entry, dict):
+            raise config_error(check.path, f"{where} must be a table, not {type_name(entry)}")
+        check.warn_unknown(entry, DISCOVERY_KEYS, where)
+        name = check.string(entry, "name", f"{where}.name")
+        if name is None or not is_valid_hostname(name.removesuffix(".").replace("_", "x")):
+            raise config_error(check.path, f"{where}.name must be a DNS name")
+        kind = (check.string(entry, "type", f"{where}.type") or "A").upper()
+        if kind not in ("A", "SRV"):
+            raise config_error(check.path, f"{where}.type must be A (A and AAAA) or SRV")
+        scheme = check.string(entry, "scheme", f"{where}.scheme") or "http"
+        if scheme not in ("http", "https"):
+            raise config_error(check.path, f"{where}.scheme must be http or https")
+        port = _number(check, entry, "port", f"{where}.port", DEFAULT_DISCOVERY_PORT, 1)
+        if port != int(port) or port > 65535:
+            raise config_error(check.path, f"{where}.port must be a port number")
+        nameserver = check.string(entry, "nameserver", f"{where}.nameserver")
+        if nameserver is not None:
+            try:
+                parse_nameserver(nameserver)
+            except Invalid as exc:
+                raise config_error(check.path, f"{where}.nameserver {exc}") from None
+        yield DiscoveryEntry(
+            name=name,
+            srv=kind == "SRV",
+            port=int(port),
+            scheme=scheme,
+            nameserver=nameserver,
+            interval_s=_number(
+                check, entry, "interval", f"{where}.interval", DEFAULT_DISCOVERY_INTERVAL_S, 1
+            ),
+            grace_s=_number(check, entry, "grace", f"{where}.grace", DEFAULT_DISCOVERY_GRACE_S, 0),
+            token=check.string(entry, "token", f"{where}.token"),
+        )
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` as (IP, port); raises Invalid."""
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise Invalid("must be IP or IP:PORT")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, number = text.partition(":")
+        if not number.isdigit():
+            raise Invalid("must be IP or IP:PORT")
+        port = int(number)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise Invalid("must be an IP address (IP or IP:PORT), not a name") from None
+    if not 1 <= port <= 65535:
+        raise Invalid("has a port out of range")
+    return host, port
 
 
 def _check_servers(check: _Checker, raw: dict[str, object]) -> Iterator[ServerEntry]:

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsh import defaults
-from wsh.config.settings import DEFAULT_MAX_BACKENDS
+from wsh.config.settings import (
+    DEFAULT_DISCOVERY_GRACE_S,
+    DEFAULT_DISCOVERY_INTERVAL_S,
+    DEFAULT_DISCOVERY_PORT,
+    DEFAULT_MAX_BACKENDS,
+)
 from wsh.federation.ip_access import IpAccess
 
 
@@ -38,6 +43,29 @@ class ServerEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryEntry:
+    """One ``[[discovery]]`` entry (or ``--discover``): a DNS name whose
+    addresses are this hub's backends, resolved every ``interval_s``.
+
+    ``srv``: the name has SRV records (their ports are used); else its A and
+    AAAA records, each address at ``port``. ``nameserver`` is ``IP`` or
+    ``IP:PORT`` to ask instead of the system's resolvers. A backend whose
+    address has gone from DNS is removed after ``grace_s`` (its sessions keep
+    running). ``token`` is the backends' (else default_token, else this
+    server's own).
+    """
+
+    name: str
+    srv: bool = False
+    port: int = DEFAULT_DISCOVERY_PORT
+    scheme: str = "http"
+    nameserver: str | None = None
+    interval_s: float = DEFAULT_DISCOVERY_INTERVAL_S
+    grace_s: float = DEFAULT_DISCOVERY_GRACE_S
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class TlsConfig:
     """``[tls]``: trust roots for ``https://`` backends (None: system roots) and
     an optional client certificate presented to backends. Relative paths are
@@ -63,6 +91,7 @@ class FileConfig:
     default_token: str | None = field(default=None, repr=False)
     tls: TlsConfig = field(default_factory=TlsConfig)
     servers: tuple[ServerEntry, ...] = ()
+    discovery: tuple[DiscoveryEntry, ...] = ()
     # None when the file has no [ip_access] section, so the server can warn
     # about an unprotected non-loopback hub; an empty section allows all.
     ip_access: IpAccess | None = None
@@ -107,11 +136,19 @@ class ServerConfig:
     max_connections: int | None = None
     max_backends: int = DEFAULT_MAX_BACKENDS
     log_level: str = "INFO"
+    drain_s: float = 0.0
+    shutdown_grace_s: float = defaults.SHUTDOWN_GRACE_S
+    # None: no metrics endpoint.
+    metrics_listen: str | None = None
+    tracing: bool = False
+    log_format: str = "text"
     # File-only, re-read by reload_file:
     default_token: str | None = field(default=None, repr=False)
     backend_tls: TlsConfig = field(default_factory=TlsConfig)
     ip_access: IpAccess | None = None
     servers: tuple[ServerEntry, ...] = ()
+    # [[discovery]] entries, then --discover's.
+    discovery: tuple[DiscoveryEntry, ...] = ()
     # To log once logging is set up (the log level is a setting too).
     warnings: tuple[str, ...] = ()
     sources: Sources = field(default_factory=Sources, repr=False, compare=False)

@@ -30,6 +30,8 @@ class Setting:
     help: str
     minimum: float | None = None
     metavar: str | None = None
+    # The values a text setting may take (None: any).
+    choices: tuple[str, ...] | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -141,6 +143,43 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1, metavar="N",
     ),
     Setting(
+        "drain_s", "--drain", "WSH_DRAIN", "drain", "float", 0.0,
+        "after SIGTERM, keep serving this long with health NOT_SERVING while refusing new "
+        "sessions (SERVER_DRAINING; hubs send none here), then stop; a second signal "
+        "stops at once",
+        minimum=0, metavar="SECONDS",
+    ),
+    Setting(
+        "shutdown_grace_s", "--shutdown-grace", "WSH_SHUTDOWN_GRACE", "shutdown_grace",
+        "float", defaults.SHUTDOWN_GRACE_S,
+        "when stopping, calls in flight get this long to end before they are cancelled",
+        minimum=0, metavar="SECONDS",
+    ),
+    Setting(
+        "metrics_listen", "--metrics-listen", "WSH_METRICS_LISTEN", "metrics_listen", "text",
+        None,
+        "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (port 0 picks "
+        "one); off by default",
+        metavar="HOST:PORT",
+    ),
+    Setting(
+        "tracing", "--tracing", "WSH_TRACING", "tracing", "bool", False,
+        "OpenTelemetry traces: a span per RPC, continued on backends; exported as the "
+        "OTEL_* variables say (OTLP by default)",
+    ),
+    Setting(
+        "log_format", "--log-format", "WSH_LOG_FORMAT", "log_format", "text", "text",
+        "text (one line per record) or json (one object per line, with the trace id)",
+        metavar="FORMAT", choices=("text", "json"),
+    ),
+    Setting(
+        "discover", "--discover", "WSH_DISCOVER", None, "text", None,
+        "find backends in DNS: NAME:PORT (A/AAAA records, e.g. a Kubernetes headless "
+        "Service) or _SERVICE._tcp.NAME (SRV records); [[discovery]] in the config file "
+        "says more",
+        metavar="DNSNAME",
+    ),
+    Setting(
         "log_level", "--log-level", "WSH_LOG", "log_level", "level", "INFO",
         "log messages of this level and above to stderr (" + ", ".join(LOG_LEVELS) + ")",
         metavar="LEVEL",
@@ -151,3 +190,10 @@ BY_KEY = {s.key: s for s in SETTINGS if s.key is not None}
 TLS_KEYS = frozenset({"ca_file", "client_cert", "client_key"})
 IP_ACCESS_KEYS = frozenset({"allowlist", "blocklist"})
 SERVER_ENTRY_KEYS = frozenset({"address", "token", "hostname"})
+DISCOVERY_KEYS = frozenset(
+    {"name", "type", "port", "scheme", "nameserver", "interval", "grace", "token"}
+)
+DEFAULT_DISCOVERY_PORT = 7600
+DEFAULT_DISCOVERY_INTERVAL_S = 10.0
+# Long enough to ride out a DNS hiccup or a pod's restart with the same address.
+DEFAULT_DISCOVERY_GRACE_S = 30.0

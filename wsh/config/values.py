@@ -84,6 +84,8 @@ def check_value(setting: Setting, value: object, base: Path | None) -> object:
             f"{quote(value)} is not a valid hostname "
             "(RFC 1123: labels of letters, digits and '-', at most 253 characters)"
         )
+    if setting.choices is not None and value not in setting.choices:
+        raise Invalid(f"{quote(value)} is not one of {', '.join(setting.choices)}")
     if setting.type == "level":
         if value.upper() not in LOG_LEVELS:
             raise Invalid(f"{quote(value)} is not one of {', '.join(LOG_LEVELS)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -181,8 +182,10 @@ class BackendLink:
         return bearer_metadata(self.backend.token)
 
     def start(self) -> None:
+        # A context of its own: started by a call (AddServer), the task would
+        # otherwise live on in that call's trace and log its trace id for ever.
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"link-{self.backend.address.url}"
+            self._run(), name=f"link-{self.backend.address.url}", context=contextvars.Context()
         )
 
     async def close(self) -> None:
@@ -303,6 +306,8 @@ class BackendLink:
             for info in sessions:
                 backend.upsert(info)
             self._transitions(second.inventory.states, publish=False)
+            # A backend that links afresh is not draining until it says so.
+            backend.draining = False
             self._sent_at.clear()
             self._set(Health.HEALTHY)
             self._registry.changes.bump()
@@ -429,6 +434,17 @@ class BackendLink:
                     self._registry.publish(changes.removed(gone, how))
         elif kind == "transitions":
             self._transitions(msg.transitions.transitions)
+        elif kind == "draining":
+            if not backend.draining:
+                log.info(
+                    "backend %s (%s) is draining: no new sessions go there; it stops within %.0f s",
+                    backend.hostname,
+                    backend.address.url,
+                    sanitize.clean_drain_ms(msg.draining.remaining_ms) / 1000,
+                )
+                backend.draining = True
+                self._registry.changes.bump()
+                self._registry.publish(ServerChange(ServerChangeKind.HEALTH_CHANGED, backend))
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
 

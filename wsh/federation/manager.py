@@ -13,12 +13,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsh.config import ServerConfig, ServerEntry, reload_file
+from wsh.config import DiscoveryEntry, ServerConfig, ServerEntry, reload_file
 from wsh.errors import Kind, WshError
 from wsh.federation import config as config_file
 from wsh.federation.address import parse_backend_address
 from wsh.federation.auth import check_bearer_token, resolve_token
 from wsh.federation.config import AddEntry, Edit, RemoveEntry, SetHostname
+from wsh.federation.discovery import DnsDiscovery
 from wsh.federation.ip_access import IpAccess
 from wsh.federation.link import BackendLink, TlsFiles
 from wsh.federation.registry import Backend, Health, Registry
@@ -102,6 +103,7 @@ class Federation:
         self._own_token = own_token
         self._links: dict[Backend, BackendLink] = {}
         self._writer = _ConfigWriter(config.config_path)
+        self._discoveries: list[DnsDiscovery] = []
         self._told_not_persisted = False
 
     @property
@@ -122,10 +124,13 @@ class Federation:
     def _resolve(self, token: str | None) -> str | None:
         return resolve_token(token, self._config.default_token, self._own_token)
 
-    async def _admit(self, address: str, token: str | None, owned: str | None = None) -> Backend:
+    async def _admit(
+        self, address: str, token: str | None, owned: str | None = None, discovered: str = ""
+    ) -> Backend:
         """Check an address from any way in and start linking to it.
 
-        ``owned`` is the hostname its config entry says it owns.
+        ``owned`` is the hostname its config entry says it owns; ``discovered``
+        the DNS name that found it.
         """
         parsed = parse_backend_address(address)
         existing = self.registry.by_address(parsed)
@@ -135,6 +140,7 @@ class Federation:
                 "SERVER_ALREADY_REGISTERED",
                 f"Backend {parsed.url} is already registered"
                 + (f" as {existing.hostname!r}" if existing.hostname else "")
+                + (f", found in DNS by {existing.discovered!r}" if existing.discovered else "")
                 + ".",
                 {"address": parsed.url},
             )
@@ -152,7 +158,7 @@ class Federation:
         resolved = self._resolve(token)
         if resolved:
             check_bearer_token(resolved)
-        backend = Backend(address=parsed, token=resolved)
+        backend = Backend(address=parsed, token=resolved, discovered=discovered)
         if owned:
             owner = self.registry.owner_of(owned)
             if owner is None:
@@ -185,10 +191,41 @@ class Federation:
                 await self._admit(entry.address, entry.token, entry.hostname)
             except WshError as err:
                 log.warning("config backend %s skipped: %s", printable(entry.address), err.message)
+        self._discover(self._config.discovery)
+
+    def _discover(self, entries: tuple[DiscoveryEntry, ...]) -> None:
+        """Start resolving ``entries``; each adopts the backends found by its name."""
+        for entry in entries:
+            discovery = DnsDiscovery(
+                entry, self._admit_discovered, self._drop_discovered, self._registered
+            )
+            discovery.mine = {b.address.url for b in self.registry if b.discovered == entry.name}
+            self._discoveries.append(discovery)
+            discovery.start()
+            log.info(
+                "discovering backends in DNS: %s %s every %.0f s",
+                "SRV" if entry.srv else "A/AAAA",
+                entry.name,
+                entry.interval_s,
+            )
+
+    def _registered(self, url: str) -> bool:
+        return self.registry.by_address(parse_backend_address(url)) is not None
+
+    async def _admit_discovered(self, url: str, entry: DiscoveryEntry) -> None:
+        await self._admit(url, entry.token, discovered=entry.name)
+
+    async def _drop_discovered(self, url: str) -> None:
+        backend = self.registry.by_address(parse_backend_address(url))
+        if backend is not None and backend.discovered:
+            await self._drop(backend)
 
     def _owned(self, backend: Backend) -> None:
-        """A backend linked for the first time: its name is recorded as its own."""
+        """A backend linked for the first time: its name is recorded as its own
+        (in the config file unless DNS found it: that is never written)."""
         log.info("backend %s owns hostname %s", backend.address.url, backend.owned)
+        if backend.discovered:
+            return
         written = self._writer.submit(SetHostname(backend.address.url, backend.owned))
         written.add_done_callback(_log_write_failure)
 
@@ -235,6 +272,15 @@ class Federation:
                 "This server cannot remove itself from its own cluster.",
             )
         backend = self.registry.find(hostname, address)
+        if backend.discovered:
+            raise WshError(
+                Kind.FAILED_PRECONDITION,
+                "SERVER_DISCOVERED",
+                f"Backend {backend.address.url} was found in DNS by {backend.discovered!r} and "
+                "would come back at the next lookup: remove it from DNS (it goes after the "
+                "grace period) or the [[discovery]] entry from the config, then reload.",
+                {"address": backend.address.url, "discovery": backend.discovered},
+            )
         await self._drop(backend)
         await self._writer.submit(RemoveEntry(backend.address.url))
         return backend
@@ -254,7 +300,9 @@ class Federation:
         tls_changed = fresh.backend_tls != self._config.backend_tls
         self._config = fresh
         result = ReloadResult(warnings=list(fresh.warnings))
-        running = {b.address.url: b.token for b in self.registry}
+        await self._rediscover(fresh.discovery)
+        # Discovered backends are not the file's [[servers]]: left out of the diff.
+        running = {b.address.url: b.token for b in self.registry if not b.discovered}
         wanted = [
             ServerEntry(address=e.address, token=self._resolve(e.token)) for e in fresh.servers
         ]
@@ -295,6 +343,20 @@ class Federation:
                 done.append(entry.address)
         return result
 
+    async def _rediscover(self, entries: tuple[DiscoveryEntry, ...]) -> None:
+        """Apply a reloaded ``[[discovery]]``: entries kept go on with their
+        backends; a removed entry's backends are unlinked."""
+        if tuple(d.entry for d in self._discoveries) == entries:
+            return
+        for discovery in self._discoveries:
+            await discovery.close()
+        self._discoveries.clear()
+        names = {entry.name for entry in entries}
+        for backend in self.registry:
+            if backend.discovered and backend.discovered not in names:
+                await self._drop(backend)
+        self._discover(entries)
+
     def _reown(self, owned: dict[str, str | None], result: ReloadResult) -> None:
         """Apply hostnames the operator set in the file to running backends:
         how a backend's rename is accepted (its link asks again shortly)."""
@@ -332,6 +394,8 @@ class Federation:
                 result.warnings.append(f"{backend.address.url}: {err.message}")
 
     async def close(self) -> None:
+        for discovery in self._discoveries:
+            await discovery.close()
         links = list(self._links.values())
         self._links.clear()
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)

@@ -53,6 +53,10 @@ class Backend:
     # Sessions the backend last said had settled (SessionTransition); one
     # that is not here is active, or new and not settled yet.
     quiet: set[str] = field(default_factory=set)
+    # It said on its Link that it is shutting down: no new sessions go there.
+    draining: bool = False
+    # The DNS name that found it ([[discovery]]); empty: registered by hand.
+    discovered: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -310,6 +314,16 @@ class Registry:
             )
         _check_healthy(holders[0])
         return holders[0]
+
+
+def draining_error(hostname: str) -> WshError:
+    return WshError(
+        Kind.UNAVAILABLE,
+        "SERVER_DRAINING",
+        f"Server {shorten(hostname)!r} is shutting down: it serves the sessions it has but "
+        "takes no new ones; create the session on another server.",
+        {"server": shorten(hostname)},
+    )
 
 
 def _check_healthy(backend: Backend) -> None:

@@ -164,6 +164,15 @@ def check_inventory(infos: list[SessionInfo], backend_hostname: str) -> list[Ses
     return checked
 
 
+# A drain announced as longer than a day is logged as a day.
+MAX_DRAIN_MS = 86_400_000
+
+
+def clean_drain_ms(remaining_ms: int) -> int:
+    """A backend's announced drain time, capped (it is only logged)."""
+    return min(remaining_ms, MAX_DRAIN_MS)
+
+
 def check_count(n: int, limit: int, *, what: str = "items", backend: str | None = None) -> int:
     """Check that a count a backend sent (or the length of a list it sent) is
     within ``0..limit``; return it. ``what`` and ``backend`` word the message."""

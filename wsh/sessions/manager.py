@@ -98,6 +98,8 @@ class SessionManager:
         self._listeners: list[Listener] = []
         self._retention: dict[Session, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # PTY output of the sessions already forgotten (see output_bytes).
+        self._forgotten_output = 0
         self._base_env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         self._home = os.path.expanduser("~")
 
@@ -122,6 +124,11 @@ class SessionManager:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes read from the PTYs of every session this server has had."""
+        return self._forgotten_output + sum(s.output_bytes for s in self._sessions.values())
 
     def has(self, name: str) -> bool:
         return name in self._sessions
@@ -277,6 +284,7 @@ class SessionManager:
 
     def _forget(self, session: Session, *, expired: bool = False) -> None:
         del self._sessions[session.name]
+        self._forgotten_output += session.output_bytes
         handle = self._retention.pop(session, None)
         if handle is not None:
             handle.cancel()

@@ -133,6 +133,8 @@ class Session:
         self.cols = spec.cols
         self.created_at = time.time()
         self.activity = Activity()
+        # Read from its PTY, for the server's metrics.
+        self.output_bytes = 0
         self.screen = TerminalScreen(spec.rows, spec.cols, scrollback_limit, scrollback_bytes)
         self._feeder = Feeder.of(asyncio.get_running_loop())
         self._backlog = False  # output waits in the feeder's queue
@@ -164,6 +166,7 @@ class Session:
         return -1 if code is None else code
 
     def _output(self, data: bytes) -> None:
+        self.output_bytes += len(data)
         self.screen.write(data)
         # In the same step as the emulator's queue: see sessions/attach.py.
         for tap in self._taps:

@@ -253,6 +253,32 @@ class SessionEvent(_message.Message):
 Global___SessionEvent: _TypeAlias = SessionEvent  # noqa: Y015
 
 @_typing.final
+class Draining(_message.Message):
+    """The backend is shutting down (SIGTERM with a drain period): it keeps
+    serving calls on the sessions it has but refuses new ones, so the hub sends
+    it no new sessions. Sent once, on every Link, for the rest of its life; a
+    backend that restarts links afresh without it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMAINING_MS_FIELD_NUMBER: _builtins.int
+    remaining_ms: _builtins.int
+    """Milliseconds until the backend stops serving, as of sending."""
+    def __init__(
+        self,
+        *,
+        remaining_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["remaining_ms", b"remaining_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Draining: _TypeAlias = Draining  # noqa: Y015
+
+@_typing.final
 class LinkRequest(_message.Message):
     """Hub to backend."""
 
@@ -295,6 +321,7 @@ class LinkResponse(_message.Message):
     INVENTORY_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
     TRANSITIONS_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def identity(self) -> Global___Identity:
         """First: the backend's identity."""
@@ -315,6 +342,10 @@ class LinkResponse(_message.Message):
     def transitions(self) -> Global___Transitions:
         """Sessions that settled or became active."""
 
+    @_builtins.property
+    def draining(self) -> Global___Draining:
+        """The backend shuts down: no new sessions there (sent once, at any time)."""
+
     def __init__(
         self,
         *,
@@ -323,12 +354,13 @@ class LinkResponse(_message.Message):
         inventory: Global___Inventory | None = ...,
         event: Global___SessionEvent | None = ...,
         transitions: Global___Transitions | None = ...,
+        draining: Global___Draining | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message", "transitions", b"transitions"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message", "transitions", b"transitions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message", "transitions", b"transitions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "event", b"event", "heartbeat", b"heartbeat", "identity", b"identity", "inventory", b"inventory", "message", b"message", "transitions", b"transitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["identity", "heartbeat", "inventory", "event", "transitions"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["identity", "heartbeat", "inventory", "event", "transitions", "draining"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 

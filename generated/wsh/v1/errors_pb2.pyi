@@ -77,6 +77,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """An Attach request after the first is `start`."""
     ATTACH_EMPTY_REQUEST: _ErrorReason.ValueType  # 22
     """An Attach request sets none of its fields."""
+    METRICS_LISTEN_INVALID: _ErrorReason.ValueType  # 23
+    """--metrics-listen is not HOST:PORT (start-up only)."""
+    TRACING_INVALID: _ErrorReason.ValueType  # 24
+    """An OTEL_* variable names an exporter or protocol wsh does not have
+    (start-up only, with --tracing).
+    """
     SESSION_NOT_FOUND: _ErrorReason.ValueType  # 30
     """-- NOT_FOUND ----------------------------------------------------------------
 
@@ -120,6 +126,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """CreateSession on a hub started with --no-local-sessions named no
     backend (or the hub itself). Metadata: servers (the healthy backends,
     comma-separated).
+    """
+    SERVER_DISCOVERED: _ErrorReason.ValueType  # 58
+    """RemoveServer of a backend found in DNS ([[discovery]]): it would come
+    back at the next lookup. Metadata: address, discovery (the DNS name).
     """
     TOO_MANY_SESSIONS: _ErrorReason.ValueType  # 60
     """-- RESOURCE_EXHAUSTED: a limit; retry later or lower the load ---------------
@@ -165,6 +175,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The listen address is taken by another process (start-up only)."""
     LISTEN_FAILED: _ErrorReason.ValueType  # 85
     """The server could not listen (start-up only)."""
+    SERVER_DRAINING: _ErrorReason.ValueType  # 86
+    """CreateSession on a server that is shutting down with a drain period
+    (--drain): it serves the sessions it has but takes no new ones; create
+    the session elsewhere. Metadata: server.
+    """
     UNAUTHENTICATED: _ErrorReason.ValueType  # 90
     """-- UNAUTHENTICATED / PERMISSION_DENIED --------------------------------------
 
@@ -244,6 +259,12 @@ ATTACH_ALREADY_STARTED: ErrorReason.ValueType  # 21
 """An Attach request after the first is `start`."""
 ATTACH_EMPTY_REQUEST: ErrorReason.ValueType  # 22
 """An Attach request sets none of its fields."""
+METRICS_LISTEN_INVALID: ErrorReason.ValueType  # 23
+"""--metrics-listen is not HOST:PORT (start-up only)."""
+TRACING_INVALID: ErrorReason.ValueType  # 24
+"""An OTEL_* variable names an exporter or protocol wsh does not have
+(start-up only, with --tracing).
+"""
 SESSION_NOT_FOUND: ErrorReason.ValueType  # 30
 """-- NOT_FOUND ----------------------------------------------------------------
 
@@ -287,6 +308,10 @@ SERVER_REQUIRED: ErrorReason.ValueType  # 57
 """CreateSession on a hub started with --no-local-sessions named no
 backend (or the hub itself). Metadata: servers (the healthy backends,
 comma-separated).
+"""
+SERVER_DISCOVERED: ErrorReason.ValueType  # 58
+"""RemoveServer of a backend found in DNS ([[discovery]]): it would come
+back at the next lookup. Metadata: address, discovery (the DNS name).
 """
 TOO_MANY_SESSIONS: ErrorReason.ValueType  # 60
 """-- RESOURCE_EXHAUSTED: a limit; retry later or lower the load ---------------
@@ -332,6 +357,11 @@ ADDRESS_IN_USE: ErrorReason.ValueType  # 84
 """The listen address is taken by another process (start-up only)."""
 LISTEN_FAILED: ErrorReason.ValueType  # 85
 """The server could not listen (start-up only)."""
+SERVER_DRAINING: ErrorReason.ValueType  # 86
+"""CreateSession on a server that is shutting down with a drain period
+(--drain): it serves the sessions it has but takes no new ones; create
+the session elsewhere. Metadata: server.
+"""
 UNAUTHENTICATED: ErrorReason.ValueType  # 90
 """-- UNAUTHENTICATED / PERMISSION_DENIED --------------------------------------
 
