@@ -26,7 +26,13 @@ is generated from it by ``scripts/generate-sync-client``.
 
 from wsh.client._async import AsyncClient, AsyncIdleStream
 from wsh.client._errors import WshRpcError
-from wsh.client._params import DEFAULT_IDLE_MS, RaceOptions, ScreenFormatArg, screen_format
+from wsh.client._params import (
+    DEFAULT_IDLE_MS,
+    ExclusionArg,
+    RaceOptions,
+    ScreenFormatArg,
+    screen_format,
+)
 from wsh.client._sync import Client, IdleStream
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "AsyncClient",
     "AsyncIdleStream",
     "Client",
+    "ExclusionArg",
     "IdleStream",
     "RaceOptions",
     "ScreenFormatArg",
