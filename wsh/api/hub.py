@@ -11,7 +11,7 @@ from wsh import convert, defaults
 from wsh.api import remote, routing
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace, RaceScope
-from wsh.api.render import InventoryRenderer, ScreenRenderer
+from wsh.api.render import InventoryRenderer, ScreenRenderer, SessionRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
 from wsh.errors import Kind, WshError, shorten
@@ -53,6 +53,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._render = ScreenRenderer()
         self._races: set[ClusterRace] = set()
         self._inventory = InventoryRenderer()
+        self._listing = SessionRenderer(sessions)
 
     @property
     def hostname(self) -> str:
@@ -116,7 +117,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.ListSessionsResponse:
         # Backends' sessions come from their Link inventories, which every
         # change and every heartbeat keep current, so listing the cluster
-        # costs no call to any backend.
+        # costs no call to any backend; local and remote sessions alike are
+        # converted to protobuf once per change, not once per call.
         tags = frozenset(check_tags(list(request.tags)))
         backend = self.route(request.server)
         if backend is not None:
@@ -124,7 +126,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             sessions = []
         else:
             backends = [] if request.server else list(self.registry)
-            sessions = [self._session_pb(s) for s in self._sessions.matching(tags)]
+            sessions = self._listing.listing(tags)
         missing = []
         for remote_backend in backends:
             if remote_backend.healthy:

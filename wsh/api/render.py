@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from wsh import convert
 from wsh.federation.registry import Backend
 from wsh.sessions.info import SessionInfo
+from wsh.sessions.manager import SessionEvent, SessionManager
 from wsh.sessions.session import Session
 from wsh.terminal.foreground import Foreground, Readiness
 from wsh.terminal.screen import ScreenView, StyledLine
@@ -137,6 +138,57 @@ def _styled_rows(
         else:
             rows.append((line, convert.styled_line_to_pb(line)))
     return rows
+
+
+class SessionRenderer:
+    """This server's sessions as protobuf, built once per change of each.
+
+    A listing converted every session on every call: 1,000 sessions took
+    15 ms a call (median; 54 ms p99). Here a session is converted again only
+    when its manager announces a change (rename, tags, size, exit) or when
+    its generation or foreground moved, which have no events and are
+    compared on each call; only its idle time is refreshed on each call, as
+    for remote sessions.
+    """
+
+    def __init__(self, sessions: SessionManager) -> None:
+        self._sessions = sessions
+        # Name -> (session, generation, foreground, message).
+        self._cache: dict[str, tuple[Session, int, Foreground | None, types_pb2.Session]] = {}
+        sessions.subscribe(self._changed)
+
+    def _changed(self, event: SessionEvent) -> None:
+        self._cache.pop(event.name, None)
+        if event.previous_name:
+            self._cache.pop(event.previous_name, None)
+
+    def listing(self, tags: frozenset[str]) -> list[types_pb2.Session]:
+        """Sessions having any of ``tags`` (all when empty), by name: shared,
+        not to be changed by the caller."""
+        cache = self._cache
+        out = []
+        now = time.monotonic()
+        for session in self._sessions.matching(tags):
+            foreground = session.foreground()
+            generation = session.activity.generation
+            hit = cache.get(session.name)
+            if (
+                hit is None
+                or hit[0] is not session
+                or hit[1] != generation
+                or (hit[2] is not foreground and hit[2] != foreground)
+            ):
+                info = session.info(self._sessions.hostname, foreground)
+                hit = cache[session.name] = (
+                    session,
+                    generation,
+                    foreground,
+                    convert.session_to_pb(info),
+                )
+            pb = hit[3]
+            pb.last_activity_ms = max(0, int((now - session.activity.last_activity) * 1000))
+            out.append(pb)
+        return out
 
 
 class InventoryRenderer:
