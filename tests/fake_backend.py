@@ -73,9 +73,7 @@ def screen(rows: int = 24, cols: int = 80, lines: list[str] | None = None) -> ty
 
 
 def idle(name: str, server: str, scr: types_pb2.Screen | None = None) -> types_pb2.Idle:
-    return types_pb2.Idle(
-        session=name, server=server, generation=1, screen=scr or screen(), scrollback_lines=1
-    )
+    return types_pb2.Idle(session=name, server=server, generation=1, screen=scr or screen())
 
 
 class FakeLink(backend_pb2_grpc.BackendServiceServicer):
@@ -101,6 +99,11 @@ class FakeLink(backend_pb2_grpc.BackendServiceServicer):
         for i in range(self.config.get("generated", 0)):
             template.name = f"gen-{i}"
             inventory.sessions.append(template)
+        # Every session says it settled long ago, so that races ask for it.
+        for listed in inventory.sessions:
+            inventory.states.add(
+                name=listed.name, generation=listed.generation, quiet=True, quiet_ms=60_000
+            )
         return backend_pb2.LinkResponse(inventory=inventory)
 
     async def report(self, outgoing: asyncio.Queue[backend_pb2.LinkResponse]) -> None:
@@ -191,11 +194,12 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
     idle of another name; ``err-internal``, ``err-unknown``, ``err-ansi``,
     ``err-garbage``: failures (INTERNAL with ErrorInfo, an exception,
     NOT_FOUND whose message holds escape sequences, undecodable details);
+    AwaitIdle (which races ask) of ``echo*`` fails with :func:`evil_text`,
+    of ``flood*`` answers with a 1000x1000 screen;
     anything else: a plausible answer that claims server ``elsewhere``.
-    ListSessions and RaceIdle lie by tag: ``bad-names`` (invalid session
-    names), ``many`` (50,000 sessions), ``flood`` (idles without end),
-    ``hang`` (no answer at all), ``echo`` (RaceIdle fails with
-    :func:`evil_text`); else sessions of server ``elsewhere``.
+    ListSessions lies by tag: ``bad-names`` (invalid session names),
+    ``many`` (50,000 sessions), ``hang`` (no answer at all); else sessions
+    of server ``elsewhere``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -306,6 +310,11 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
     async def AwaitIdle(self, request: Any, context: Any) -> Any:
         self._called("AwaitIdle")
         await self._fail(request.name, context)
+        if request.name.startswith("echo"):
+            await context.abort(grpc.StatusCode.INTERNAL, evil_text(context))
+        if request.name.startswith("flood"):
+            big = screen(rows=1000, cols=1000, lines=["f" * 1000] * 1000)
+            return hub_pb2.AwaitIdleResponse(idle=idle(request.name, "elsewhere", big))
         if request.name == "other-name":
             return hub_pb2.AwaitIdleResponse(idle=idle("somebody-else", "elsewhere"))
         return hub_pb2.AwaitIdleResponse(
@@ -326,21 +335,6 @@ class LyingHub(hub_pb2_grpc.HubServiceServicer):
         return hub_pb2.ListSessionsResponse(
             sessions=[session(n, "elsewhere", tags=list(tags)) for n in names]
         )
-
-    async def RaceIdle(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        self._called("RaceIdle")
-        tags = set(request.tags)
-        if "echo" in tags:
-            await context.abort(grpc.StatusCode.INTERNAL, evil_text(context))
-        if "bad-names" in tags:
-            yield hub_pb2.RaceIdleResponse(idle=idle("a b\x1b[2J", "elsewhere"))
-        elif "flood" in tags:
-            big = screen(rows=1000, cols=1000, lines=["f" * 1000] * 1000)
-            for i in itertools.count():
-                yield hub_pb2.RaceIdleResponse(idle=idle(f"flood-{i}", "elsewhere", big))
-        else:
-            yield hub_pb2.RaceIdleResponse(idle=idle("liar", "elsewhere"))
-        await asyncio.sleep(3600)
 
     async def GetServerInfo(self, request: Any, context: Any) -> Any:
         return hub_pb2.GetServerInfoResponse(hostname=self.hostname)

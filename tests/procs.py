@@ -121,16 +121,26 @@ def stub(addr: str) -> tuple[grpc.Channel, hub_pb2_grpc.HubServiceStub]:
     return channel, hub_pb2_grpc.HubServiceStub(channel)
 
 
-def error_reason(err: grpc.RpcError) -> str:
-    """The ErrorInfo reason carried by a failed call."""
+def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo carried by a failed call (empty if none)."""
     for key, value in err.trailing_metadata() or ():  # type: ignore[attr-defined]
         if key == "grpc-status-details-bin":
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info):
-                    return info.reason
-    return ""
+                    return info
+    return error_details_pb2.ErrorInfo()
+
+
+def error_reason(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason carried by a failed call."""
+    return error_info(err).reason
+
+
+def error_metadata(err: grpc.RpcError) -> dict[str, str]:
+    """The ErrorInfo metadata carried by a failed call."""
+    return dict(error_info(err).metadata)
 
 
 # grpc logs this, with a traceback, when a client cancels a stream while the

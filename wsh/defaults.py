@@ -18,6 +18,9 @@ LINK_HANDSHAKE_TIMEOUT_S = 5.0
 
 MAX_SESSIONS = 256
 MAX_INPUT_BYTES = 1024 * 1024
+# Sessions one RaceIdle may exclude: a race-first loop over every session of
+# a large cluster, in a request well under the 4 MiB message limit.
+MAX_RACE_EXCLUSIONS = 10_000
 SCROLLBACK_LINES = 10_000
 # History memory per session (sys.getsizeof of its lines): 10,000 plain lines
 # of 80 columns take about 1.3 MB; lines with a colour per cell, 40 bytes a cell.

@@ -20,9 +20,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from wsh import defaults
+from wsh.api import reflection
 from wsh.api.auth import TokenAuth, check_token_strength
 from wsh.api.backend import BackendServicer
 from wsh.api.hub import HubServicer
@@ -177,18 +177,15 @@ class WshServer:
             self.federation,
             limits,
             strict_routing=settings.strict_routing,
+            local_sessions=settings.local_sessions,
         )
         hub_pb2_grpc.add_HubServiceServicer_to_server(self._hub, self._server)
         self._backend = BackendServicer(self.identity, self.sessions, limits)
         backend_pb2_grpc.add_BackendServiceServicer_to_server(self._backend, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+        reflection.enable(
             self._server,
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
         )
         self.port = 0
 

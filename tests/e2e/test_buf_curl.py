@@ -22,7 +22,9 @@ def server() -> Iterator[ServerProc]:
         yield proc
 
 
-def buf_curl(server: ServerProc, method: str, body: dict[str, Any]) -> tuple[int, Any]:
+def buf_curl(
+    server: ServerProc, method: str, body: dict[str, Any], reflect: str = "grpc-v1"
+) -> tuple[int, Any]:
     buf = shutil.which("buf")
     assert buf, "buf is not installed (pip package buf-bin)"
     done = subprocess.run(
@@ -32,6 +34,8 @@ def buf_curl(server: ServerProc, method: str, body: dict[str, Any]) -> tuple[int
             "--protocol",
             "grpc",
             "--http2-prior-knowledge",
+            "--reflect-protocol",
+            reflect,
             "-d",
             json.dumps(body),
             f"{server.url}/wsh.v1.HubService/{method}",
@@ -45,32 +49,32 @@ def buf_curl(server: ServerProc, method: str, body: dict[str, Any]) -> tuple[int
     return done.returncode, json.loads(out)
 
 
-def test_create_send_await_read_through_reflection(server: ServerProc) -> None:
-    code, created = buf_curl(
-        server, "CreateSession", {"name": "viacurl", "command": "bash --norc --noprofile"}
-    )
-    assert code == 0, created
-    assert created["session"]["name"] == "viacurl"
+@pytest.mark.parametrize("reflect", ["grpc-v1", "grpc-v1alpha"])
+def test_create_send_await_read_through_reflection(server: ServerProc, reflect: str) -> None:
+    def call(method: str, body: dict[str, Any]) -> Any:
+        code, answer = buf_curl(server, method, body, reflect)
+        assert code == 0, answer
+        return answer
+
+    name = f"viacurl-{reflect}"
+    created = call("CreateSession", {"name": name, "command": "bash --norc --noprofile"})
+    assert created["session"]["name"] == name
     assert created["session"]["server"] == "curlable"
-    code, _ = buf_curl(server, "AwaitIdle", {"name": "viacurl", "timeoutMs": 300})
-    assert code == 0
-    data = base64.b64encode(b"echo from-buf-$((40+2))\n").decode()
-    code, sent = buf_curl(server, "SendInput", {"name": "viacurl", "data": data})
-    assert code == 0, sent
-    code, idle = buf_curl(
-        server,
-        "AwaitIdle",
-        {"name": "viacurl", "timeoutMs": 300, "lastGeneration": sent["generation"]},
-    )
-    assert code == 0, idle
+    call("AwaitIdle", {"name": name, "timeoutMs": 300})
+    # Text, as a JSON user types it; bytes (base64) work too.
+    sent = call("SendInput", {"name": name, "text": "echo from-buf-$((40+2))\n"})
+    idle = call("AwaitIdle", {"name": name, "timeoutMs": 300, "lastGeneration": sent["generation"]})
     assert "from-buf-42" in idle["idle"]["screen"]["lines"]
-    code, screen = buf_curl(
-        server, "GetScreen", {"name": "viacurl", "format": "SCREEN_FORMAT_STYLED"}
-    )
-    assert code == 0
+    data = base64.b64encode(b"echo raw-$((1+1))\n").decode()
+    sent = call("SendInput", {"name": name, "data": data})
+    idle = call("AwaitIdle", {"name": name, "timeoutMs": 300, "lastGeneration": sent["generation"]})
+    assert "raw-2" in idle["idle"]["screen"]["lines"]
+    screen = call("GetScreen", {"name": name, "format": "SCREEN_FORMAT_STYLED"})
     assert screen["screen"]["styledLines"]
-    code, _ = buf_curl(server, "KillSession", {"name": "viacurl"})
-    assert code == 0
+    # 32-bit counts are JSON numbers; generations (64-bit) are strings.
+    assert isinstance(screen["screen"]["totalLines"], int)
+    assert isinstance(sent["generation"], str)
+    call("KillSession", {"name": name})
 
 
 def test_errors_carry_error_info(server: ServerProc) -> None:

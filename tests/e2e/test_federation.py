@@ -272,8 +272,8 @@ def test_backend_behind_nginx_with_a_path_prefix(fed: Fed, tmp_path: Path) -> No
 
         round_trip(hub, "via-proxy", "node-1")
 
-        # A race whose only settling session takes ~8.5 s: the backend's
-        # RaceIdle stream through nginx stays silent all that time.
+        # A race whose only settling session takes ~8.5 s: nothing but the
+        # Link's transitions and heartbeats crosses nginx all that time.
         create(hub, "nx-chatty", "node-1", CHATTY, tags=["nx"])
         create(hub, "nx-local", "", CHATTY, tags=["nx"])
         slow = (
@@ -300,13 +300,14 @@ def test_backend_behind_nginx_with_a_path_prefix(fed: Fed, tmp_path: Path) -> No
             kill(hub, name, server)
 
         # The calls really went through nginx, under the prefix.
-        # (nginx logs a call when it ends: the cancelled race a moment later.)
+        # (nginx logs a call when it ends.)
         wait_until(
             lambda: (
-                '"POST /node-1/wsh.v1.HubService/RaceIdle HTTP/2.0"' in proxy.access_log.read_text()
+                '"POST /node-1/wsh.v1.HubService/AwaitIdle HTTP/2.0"'
+                in proxy.access_log.read_text()
             ),
             10,
-            "the race in nginx's access log",
+            "the race's AwaitIdle in nginx's access log",
         )
         access = proxy.access_log.read_text()
         assert '"POST /node-1/wsh.v1.HubService/CreateSession HTTP/2.0" 200' in access

@@ -399,8 +399,9 @@ LIAR = "liar-host"
 def liar(hub: hub_pb2_grpc.HubServiceStub, fakes: Callable[..., FakeBackend]) -> FakeBackend:
     inventory = [
         session_dict("plain", tags=["plain"]),
-        session_dict("bad", tags=["bad-names"]),
-        session_dict("flooder", tags=["flood"]),
+        session_dict("other-name", tags=["bad-names"]),
+        # Races ask each for its screen: 1 MB each.
+        *(session_dict(f"flood-{i}", tags=["flood"]) for i in range(64)),
     ]
     fake = fakes(LIAR, sessions=inventory)
     assert add(hub, fake.url, wait=True).health == HEALTHY
@@ -455,7 +456,7 @@ def test_lying_server_fields_are_replaced(
         if len(seen) == 2:
             break
     raced.cancel()
-    assert seen == {(HUB, "mine"), (LIAR, "liar")}, seen
+    assert seen == {(HUB, "mine"), (LIAR, "plain")}, seen
     # Last: the liar's answers to these changes never show in its Link
     # inventory, so the hub writes them there itself (read-your-writes).
     for call, request in (
@@ -562,10 +563,11 @@ def test_backend_that_never_answers_is_left_out_of_lists(
     assert entry(hub, liar.url).health == HEALTHY
 
 
-def test_race_idles_with_invalid_names_are_dropped(
+def test_race_answers_about_another_session_are_dropped(
     hub: hub_pb2_grpc.HubServiceStub, liar: FakeBackend
 ) -> None:
-    # The liar's stream drops out; the hub's own session still settles.
+    # Asked to confirm "other-name", the liar answers about another session:
+    # that answer is dropped; the hub's own session still settles.
     raced = hub.RaceIdle(
         hub_pb2.RaceIdleRequest(tags=["bad-names"], max_wait_ms=5000), timeout=RPC_TIMEOUT
     )
@@ -578,14 +580,14 @@ def test_race_idles_with_invalid_names_are_dropped(
         timeout=RPC_TIMEOUT,
     )
     expect(lambda: list(only), grpc.StatusCode.DEADLINE_EXCEEDED, "IDLE_TIMEOUT")
-    assert "RaceIdle" in liar.calls()
+    assert "AwaitIdle" in liar.calls()
     local_round_trip(hub)
 
 
 def test_race_flood_from_a_backend_stays_bounded(
     hub: hub_pb2_grpc.HubServiceStub, liar: FakeBackend
 ) -> None:
-    """Idles of 1 MB each without end, to a client that stops reading."""
+    """Idles of 1 MB each, 64 of them, to a client that stops reading."""
     before = hub.GetServerInfo(hub_pb2.GetServerInfoRequest(), timeout=RPC_TIMEOUT).stats
     raced = hub.RaceIdle(
         hub_pb2.RaceIdleRequest(server=LIAR, tags=["flood"], max_wait_ms=60_000), timeout=30

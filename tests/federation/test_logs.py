@@ -1,7 +1,7 @@
 """End-to-end: what peers say reaches the logs quoted and without tokens.
 
 A cluster goes through failure paths (a backend given the wrong token, a
-lying backend whose Link and RaceIdle errors carry escape sequences, a
+lying backend whose Link and AwaitIdle errors carry escape sequences, a
 newline that would forge a log line and the very token the hub presented, a
 client with a wrong token, a backend killed). Then every log line of every
 wsh process is checked: no token anywhere, no control character, each record
@@ -105,7 +105,7 @@ def test_no_token_or_control_character_reaches_a_log(tmp_path: Path, started: li
         assert "token=***" in lying.last_error
         assert add(liar_race.url, tokens["liar-race"]).health == HEALTHY
 
-        # A race whose leg to the liar fails with the same kind of text.
+        # A race whose confirmation by the liar fails with the same kind of text.
         race = hub.RaceIdle(
             hub_pb2.RaceIdleRequest(tags=["echo"], timeout_ms=200, max_wait_ms=1500),
             metadata=auth,
@@ -117,10 +117,11 @@ def test_no_token_or_control_character_reaches_a_log(tmp_path: Path, started: li
         wait_until(
             lambda: (
                 "liar-race" in (tmp_path / "hub.log").read_text()
-                and "race: leg to backend liar-race" in (tmp_path / "hub.log").read_text()
+                and "race: confirming 'echo-1' on backend liar-race"
+                in (tmp_path / "hub.log").read_text()
             ),
             10,
-            "the race leg's failure in the hub log",
+            "the race confirmation's failure in the hub log",
         )
         # A client with a wrong token.
         with pytest.raises(grpc.RpcError) as denied:

@@ -9,7 +9,7 @@ import pytest
 
 from wsh.errors import WshError
 from wsh.sessions.info import SessionState
-from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.sessions.manager import ActivityChange, SessionEvent, SessionManager
 from wsh.sessions.session import Session
 
 WAIT_S = 10.0
@@ -126,3 +126,37 @@ async def test_a_wait_for_new_activity_ends_when_the_process_exits(
     waiter = asyncio.create_task(session.wait_idle(10, session.activity.generation, False))
     await exited(manager, session)
     assert await asyncio.wait_for(waiter, WAIT_S) == session.activity.generation
+
+
+async def test_sessions_tell_when_they_settle_and_become_active(manager: SessionManager) -> None:
+    changes: list[ActivityChange] = []
+    unsubscribe = manager.subscribe(
+        lambda event: changes.append(event) if isinstance(event, ActivityChange) else None
+    )
+    try:
+        session = manager.create(name="t", command="cat")
+        await until(manager, lambda: session.activity.settled)
+        settled = changes[-1]
+        assert (settled.name, settled.quiet) == ("t", True)
+        assert settled.generation == session.activity.generation
+        generation = session.send(b"hello\n")
+        await until(manager, lambda: bool(changes) and not changes[-1].quiet)
+        assert changes[-1] == ActivityChange("t", generation, quiet=False)
+        await until(manager, lambda: changes[-1].quiet)
+        # The echo of the input came after it: the settle counts it.
+        assert changes[-1].generation > generation
+        assert changes[-1].generation == session.activity.generation
+        assert changes[-1].quiet_ms >= 0
+    finally:
+        unsubscribe()
+    # A killed session tells nothing more.
+    count = len(changes)
+    unsubscribe = manager.subscribe(
+        lambda event: changes.append(event) if isinstance(event, ActivityChange) else None
+    )
+    try:
+        await manager.kill("t")
+        await asyncio.sleep(0.2)
+    finally:
+        unsubscribe()
+    assert len(changes) == count

@@ -69,9 +69,7 @@ async def test_skip_holds_a_session_until_it_moves(manager: SessionManager) -> N
     await asyncio.sleep(QUIET_MS / 1000 * 2)
     seen = session.activity.generation
     got = Collector()
-    race = LocalRace(
-        manager, got, tags=["t"], timeout_ms=QUIET_MS, skip_name="s", skip_generation=seen
-    )
+    race = LocalRace(manager, got, tags=["t"], timeout_ms=QUIET_MS, skip={"s": seen})
     try:
         race.start()
         await got.nothing_for(0.3)
@@ -101,8 +99,7 @@ async def test_an_exited_session_is_reported_once(manager: SessionManager) -> No
         got,
         tags=["t"],
         timeout_ms=QUIET_MS,
-        skip_name="gone",
-        skip_generation=session.activity.generation,
+        skip={"gone": session.activity.generation},
     )
     try:
         assert skipped.start() == 0

@@ -13,7 +13,7 @@ from wsh.api.status import Ctx, streaming
 from wsh.defaults import LINK_HANDSHAKE_TIMEOUT_S
 from wsh.errors import Kind, WshError
 from wsh.identity import ServerIdentity
-from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.sessions.manager import ActivityChange, SessionEvent, SessionManager
 from wsh.v1 import backend_pb2, backend_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,36 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
             elif queue.qsize() == MAX_BACKLOG:
                 queue.put_nowait(_OVERFLOW)  # once; the stream ends when it is reached
 
-        def on_event(event: SessionEvent) -> None:
+        # Transitions of one loop turn go in one message (a burst of
+        # sessions settling together costs the hub one read), each session's
+        # last one only; they are sent before any inventory change that
+        # follows them, so that a rename cannot overtake them.
+        pending: dict[str, backend_pb2.SessionTransition] = {}
+        flushing: list[asyncio.Handle] = []
+
+        def flush() -> None:
+            flushing.clear()
+            if pending:
+                push(
+                    backend_pb2.LinkResponse(
+                        transitions=backend_pb2.Transitions(transitions=pending.values())
+                    )
+                )
+                pending.clear()
+
+        def on_event(event: SessionEvent | ActivityChange) -> None:
+            if isinstance(event, ActivityChange):
+                pending.pop(event.name, None)
+                pending[event.name] = backend_pb2.SessionTransition(
+                    name=event.name,
+                    generation=event.generation,
+                    quiet=event.quiet,
+                    quiet_ms=event.quiet_ms,
+                )
+                if not flushing:
+                    flushing.append(asyncio.get_running_loop().call_soon(flush))
+                return
+            flush()
             msg = backend_pb2.SessionEvent(previous_name=event.previous_name)
             if event.info is not None:
                 msg.upsert.CopyFrom(convert.session_to_pb(event.info))
@@ -107,10 +136,18 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         )
         # Snapshot and subscription happen in the same loop step: no change
         # can fall between them.
+        listed = self._sessions.matching()
         inventory = backend_pb2.Inventory(
-            sessions=[
-                convert.session_to_pb(self._sessions.info(s)) for s in self._sessions.matching()
-            ]
+            sessions=[convert.session_to_pb(self._sessions.info(s)) for s in listed],
+            states=[
+                backend_pb2.SessionTransition(
+                    name=s.name,
+                    generation=s.activity.generation,
+                    quiet=s.activity.settled,
+                    quiet_ms=s.activity.idle_ms(),
+                )
+                for s in listed
+            ],
         )
 
         def end() -> None:
@@ -139,6 +176,8 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         finally:
             self._enders.discard(end)
             unsubscribe()
+            for handle in flushing:
+                handle.cancel()
             for task in (reader, reporter):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -14,7 +14,7 @@ from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer, SessionRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
-from wsh.errors import Kind, WshError, shorten
+from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
 from wsh.identity import ServerIdentity
@@ -43,9 +43,11 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         limits: StreamLimits,
         *,
         strict_routing: bool = False,
+        local_sessions: bool = True,
     ) -> None:
         self._identity = identity
         self._strict_routing = strict_routing
+        self._local_sessions = local_sessions
         self._limits = limits
         self._sessions = sessions
         self._federation = federation
@@ -100,6 +102,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def CreateSession(
         self, request: hub_pb2.CreateSessionRequest, context: Ctx
     ) -> hub_pb2.CreateSessionResponse:
+        if not self._local_sessions:
+            raise self._server_required()
         session = self._sessions.create(
             name=request.name,
             command=request.command,
@@ -110,6 +114,18 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
             tags=list(request.tags),
         )
         return hub_pb2.CreateSessionResponse(session=self._session_pb(session))
+
+    def _server_required(self) -> WshError:
+        """A create on a hub that keeps no sessions: a session here would be
+        invisible to the other hubs that share its backends (docs/HUBS.md)."""
+        servers = shorten(", ".join(b.hostname for b in self.registry.healthy()) or "none", 512)
+        return WshError(
+            Kind.FAILED_PRECONDITION,
+            "SERVER_REQUIRED",
+            f"This hub runs no sessions of its own (--no-local-sessions); pass `server` "
+            f"to create the session on a backend (healthy now: {servers}).",
+            {"servers": servers},
+        )
 
     @unary
     async def ListSessions(
@@ -166,7 +182,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     async def SendInput(
         self, request: hub_pb2.SendInputRequest, context: Ctx
     ) -> hub_pb2.SendInputResponse:
-        generation = self._sessions.get(request.name).send(request.data)
+        generation = self._sessions.get(request.name).send(routing.input_bytes(request))
         return hub_pb2.SendInputResponse(generation=generation, server=self.hostname)
 
     @routed(routing.screen_answer, check=routing.check_format)
@@ -216,7 +232,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         convert.is_ready(request.mode), timeout_ms, last, request.fresh
                     )
         except TimeoutError:
-            raise idle_timeout_error(f"Session {session.name!r}", max_wait_s) from None
+            raise idle_timeout_error(max_wait_s, session.name) from None
         idle = self._render.idle(
             session, self.hostname, generation, convert.is_styled(request.format), foreground
         )
@@ -228,10 +244,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> AsyncIterator[hub_pb2.RaceIdleResponse]:
         routing.check_wait(request)
         check_tags(list(request.tags))
-        if request.last_session:
-            check_session_name(request.last_session)
-            if not request.last_server:
-                request.last_server = self._skip_server(request.last_session)
+        skips = self._race_skips(request)
         backend = self.route(request.server)
         timeout_ms, max_wait_s = wait_bounds(request.timeout_ms, request.max_wait_ms)
         styled = convert.is_styled(request.format)
@@ -250,6 +263,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 if backend is None
                 else RaceScope.on(backend)
             ),
+            skips=skips,
         )
         self._races.add(race)
         try:
@@ -266,12 +280,40 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                         )
                         + "; create one first.",
                     )
-                timeout = idle_timeout_error("No session in scope", max_wait_s)
+                timeout = idle_timeout_error(max_wait_s)
+                sent = 0
                 async for response in race.stream(max_wait_s, timeout):
                     yield response
+                    sent += 1
+                    if sent == request.max_results:
+                        return
         finally:
             self._races.discard(race)
             await race.close()
+
+    def _race_skips(self, request: hub_pb2.RaceIdleRequest) -> dict[str, dict[str, int]]:
+        """The sessions a race skips, by server: ``last_session`` and ``exclude``."""
+        if len(request.exclude) > defaults.MAX_RACE_EXCLUSIONS:
+            raise invalid(
+                "TOO_MANY_EXCLUSIONS",
+                f"A race takes at most {defaults.MAX_RACE_EXCLUSIONS} exclusions, "
+                f"not {len(request.exclude)}.",
+                limit=str(defaults.MAX_RACE_EXCLUSIONS),
+            )
+        skips: dict[str, dict[str, int]] = {}
+        if request.last_session:
+            check_session_name(request.last_session)
+            if not request.last_server:
+                request.last_server = self._skip_server(request.last_session)
+            if request.HasField("last_generation"):
+                skips.setdefault(request.last_server, {})[request.last_session] = (
+                    request.last_generation
+                )
+        for excluded in request.exclude:
+            check_session_name(excluded.session)
+            server = excluded.server or self._skip_server(excluded.session)
+            skips.setdefault(server, {})[excluded.session] = excluded.generation
+        return skips
 
     def interrupt_races(self, error: WshError) -> None:
         """End every open RaceIdle stream with ``error`` (server shutdown)."""

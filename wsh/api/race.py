@@ -1,9 +1,13 @@
 """A cluster-wide RaceIdle: this server's race merged with every backend's.
 
-Local sessions are raced by ``LocalRace``; each healthy backend in scope
-gets its own RaceIdle stream (local-only on its side) pumped into the same
-queue. Backends that become healthy while the race is open join it; a
-backend whose stream fails drops out and the race goes on with the rest.
+Local sessions are raced by ``LocalRace``. Remote sessions are raced from
+what the hub already knows: each backend pushes on its Link which of its
+sessions have settled (``SessionTransition``), so the race needs no stream
+to any backend. A remote session in scope that has settled, and stayed
+quiet for the race's timeout_ms, is confirmed with one AwaitIdle to its
+backend, which answers at once with its screen (or waits, if the hub's
+knowledge was a moment old). Only backends with settled sessions in scope
+get any work; the cost of opening a race does not grow with the cluster.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -39,10 +43,8 @@ log = logging.getLogger(__name__)
 # response every stream sends, and its size.
 RenderSettle = Callable[[Session, int, Foreground | None], tuple[hub_pb2.RaceIdleResponse, int]]
 
-# Bytes of settles waiting for the client past which backends' streams are
-# not read further (HTTP/2 flow control then holds the backends back): a
-# backend that sends without end must not grow the hub, nor a client that
-# stops reading.
+# Bytes of settles waiting for the client past which no backend is asked
+# for more: a client that stops reading must not grow the hub.
 MAX_PENDING_BYTES = 8 * 1024 * 1024
 
 
@@ -132,6 +134,21 @@ class RaceScope:
         return [b for b in self.backends if b.healthy]
 
 
+# Confirmations (AwaitIdle to a backend) one race has in flight. A race
+# opened over 640 settled sessions must not start 640 calls before the
+# first answer can be read; and answers that arrive together are checked
+# back to back (a 1000x1000 screen takes 13 ms to check and copy: 16 at
+# once held the loop for 0.2 s, 0.77 s on a loaded machine).
+MAX_CONFIRMS = 4
+# A confirmation still waiting after this (READY on a busy program, or a
+# session that became active again as the hub looked) stops holding a
+# place, so that other sessions are not held back by it.
+SLOW_CONFIRM_S = 0.1
+
+# Server -> session -> generation to skip it at.
+Skips = Mapping[str, Mapping[str, int]]
+
+
 class ClusterRace:
     """Merges settles from this server and its healthy backends, first settled first."""
 
@@ -144,21 +161,33 @@ class ClusterRace:
         render: RenderSettle,
         federation: Federation,
         scope: RaceScope,
+        skips: Skips,
     ) -> None:
         self._request = request
         self._timeout_ms = timeout_ms
+        self._ready = convert.is_ready(request.mode)
         self._federation = federation
+        self._registry = federation.registry
         self._scope = scope
         self._tags = frozenset(request.tags)
         self._queue = SettleQueue()
-        self._last_sent: dict[tuple[str, str], int] = {}
-        self._pumps: dict[Backend, asyncio.Task[None]] = {}
+        self._loop = asyncio.get_running_loop()
+        # (server, session) -> generation last sent (or skipped at): each
+        # generation of a session goes to the client at most once.
+        self._last_sent: dict[tuple[str, str], int] = {
+            (server, name): generation
+            for server, names in skips.items()
+            for name, generation in names.items()
+        }
+        self._confirming: dict[tuple[Backend, str], asyncio.Task[None]] = {}
+        self._timers: dict[tuple[Backend, str], asyncio.TimerHandle] = {}
+        # Settled sessions waiting for a place to be confirmed, in settle order.
+        self._waiting: OrderedDict[tuple[Backend, str], None] = OrderedDict()
+        self._places = MAX_CONFIRMS
         self._started_at = time.monotonic()
-        self._watcher: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._local: LocalRace | None = None
         if scope.here:
-            own = federation.identity.hostname
-            skip_here = request.last_server in ("", own)
             self._local = LocalRace(
                 sessions,
                 lambda session, generation, foreground: self._queue.put(
@@ -166,140 +195,171 @@ class ClusterRace:
                 ),
                 tags=self._tags,
                 timeout_ms=timeout_ms,
-                ready=convert.is_ready(request.mode),
+                ready=self._ready,
                 fresh=request.fresh,
-                skip_name=request.last_session if skip_here else "",
-                skip_generation=request.last_generation
-                if request.HasField("last_generation")
-                else None,
+                skip=skips.get(federation.identity.hostname, {}),
             )
-
-    def _candidates(self) -> list[Backend]:
-        return self._scope.candidates(self._federation.registry)
 
     def start(self) -> int:
         """Begin; returns how many sessions in scope cluster-wide can still settle."""
         in_scope = self._local.start() if self._local is not None else 0
-        for backend in self._candidates():
-            in_scope += sum(
-                1 for info in backend.sessions_matching(self._tags) if not self._done(backend, info)
-            )
-        self._start_pumps()
-        self._watcher = asyncio.get_running_loop().create_task(
-            self._watch_registry(), name="race-registry-watch"
-        )
+        found: list[tuple[float, Backend, str]] = []
+        for backend in self._scope.candidates(self._registry):
+            for info in backend.sessions_matching(self._tags):
+                if not self._done(backend, info):
+                    in_scope += 1
+                    found.append((backend.active_at[info.name], backend, info.name))
+        # Longest settled first, as a local race reports them.
+        for _at, backend, name in sorted(found, key=lambda entry: entry[0]):
+            self._consider(backend, name)
+        self._unsubscribe = self._registry.on_change(self._on_change)
         return in_scope
 
     def _done(self, backend: Backend, info: SessionInfo) -> bool:
         """An exited session skipped at its final generation can never settle again."""
+        last = self._last_sent.get((backend.hostname, info.name))
+        return info.state is SessionState.EXITED and last == info.generation
+
+    def _covers(self, backend: Backend) -> bool:
+        return backend.healthy and (self._scope.backends is None or backend in self._scope.backends)
+
+    def _on_change(self, backend: Backend, name: str | None) -> None:
+        if name is not None:
+            self._consider(backend, name)
+            return
+        # Health or the whole inventory: look at every session of it again.
+        for key in [k for k in (*self._timers, *self._waiting) if k[0] is backend]:
+            self._drop(key)
+        if self._covers(backend):
+            for info in list(backend.sessions_matching(self._tags)):
+                self._consider(backend, info.name)
+
+    def _drop(self, key: tuple[Backend, str]) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._waiting.pop(key, None)
+
+    def _consider(self, backend: Backend, name: str) -> None:
+        """Confirm session ``name`` of ``backend`` once the hub knows it has
+        settled for the race's timeout (at once for READY: the backend
+        decides), and it has moved past what was sent last."""
+        key = (backend, name)
+        if key in self._confirming:
+            return  # looked at again when the confirmation ends
+        self._drop(key)
+        info = backend.sessions.get(name)
+        if (
+            info is None
+            or name not in backend.quiet
+            or not self._covers(backend)
+            or (self._tags and self._tags.isdisjoint(info.tags))
+        ):
+            return  # not (or no longer) a candidate: its next change says
+        last = self._last_sent.get((backend.hostname, name))
+        if last is not None and info.generation <= last:
+            return
+        if not self._ready:
+            quiet_since = backend.active_at[name]
+            if self._request.fresh:
+                quiet_since = max(quiet_since, self._started_at)
+            due = quiet_since + self._timeout_ms / 1000 - time.monotonic()
+            if due > 0:
+                self._timers[key] = self._loop.call_later(due, self._consider, backend, name)
+                return
+        self._waiting[key] = None
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._places > 0 and self._waiting:
+            key = self._waiting.popitem(last=False)[0]
+            self._places -= 1
+            backend, name = key
+            self._confirming[key] = self._loop.create_task(
+                self._confirm(backend, name), name=f"race-confirm-{backend.hostname}/{name}"
+            )
+
+    def _confirm_request(self, backend: Backend, name: str) -> hub_pb2.AwaitIdleRequest:
         req = self._request
-        return (
-            info.state is SessionState.EXITED
-            and req.last_server == backend.hostname
-            and req.last_session == info.name
-            and req.HasField("last_generation")
-            and req.last_generation == info.generation
-        )
-
-    def _start_pumps(self) -> None:
-        for backend in self._candidates():
-            if backend not in self._pumps:
-                self._pumps[backend] = asyncio.get_running_loop().create_task(
-                    self._pump(backend), name=f"race-pump-{backend.hostname}"
-                )
-
-    async def _watch_registry(self) -> None:
-        changes = self._federation.registry.changes
-        seen = changes.version
-        while True:
-            seen = await changes.wait(seen)
-            self._start_pumps()
-
-    async def _pump(self, backend: Backend) -> None:
-        """Keep one RaceIdle leg open to ``backend`` while its Link is healthy.
-
-        A leg can fail while the backend is fine: a proxy in between resets
-        streams that carry no data for a while (Envoy's stream_idle_timeout,
-        nginx's grpc_read_timeout). The leg is then reopened, after a short
-        backoff, with the same skip rules; settles it reports again are
-        dropped by ``_offer``. A backend that went down rejoins through the
-        registry watcher once it is back.
-        """
-        failures = 0
-        try:
-            while backend.healthy:
-                try:
-                    await self._pump_stream(backend)
-                    return
-                except (WshError, grpc.aio.AioRpcError) as err:
-                    failures += 1
-                    log.info(
-                        "race: leg to backend %s failed (%d), reopening: %s",
-                        backend.hostname,
-                        failures,
-                        quote(redact(str(err), [backend.token]), 512),
-                    )
-                await asyncio.sleep(remote.retry_delay(failures))
-        finally:
-            if self._pumps.get(backend) is asyncio.current_task():
-                del self._pumps[backend]
-
-    def _backend_request(self, backend: Backend) -> hub_pb2.RaceIdleRequest:
-        req = self._request
-        out = hub_pb2.RaceIdleRequest(
-            tags=req.tags,
-            # Naming the backend itself scopes the leg to its own sessions: a
-            # backend that is a hub too must not race its own backends.
+        out = hub_pb2.AwaitIdleRequest(
+            # Naming the backend itself keeps a backend that is a hub too
+            # from passing the call on.
             server=backend.hostname,
+            name=name,
             timeout_ms=self._timeout_ms,
-            # The hub enforces the caller's max_wait; a backend stream that
-            # ended on its own clock would only have to be reopened.
+            # The hub enforces the caller's max_wait.
             max_wait_ms=defaults.MAX_WAIT_CAP_MS,
             format=req.format,
-            # The backend decides readiness for its own sessions.
             mode=req.mode,
-            # A reopened leg need not wait out a fresh window the race has
-            # already observed since it began.
-            fresh=req.fresh and time.monotonic() - self._started_at < self._timeout_ms / 1000,
+            # A quiet session is asked only once the hub has seen it quiet
+            # for a whole window since the race began; READY inspects anew.
+            fresh=req.fresh and self._ready,
         )
-        if req.last_server and req.last_server == backend.hostname:
-            out.last_session = req.last_session
-            out.last_server = backend.hostname
-            if req.HasField("last_generation"):
-                out.last_generation = req.last_generation
+        last = self._last_sent.get((backend.hostname, name))
+        if last is not None:
+            out.last_generation = last
         return out
 
-    async def _pump_stream(self, backend: Backend) -> None:
-        link = self._federation.link(backend)
-        changes = self._federation.registry.changes
-        seen = changes.version
-        while backend.healthy:
-            if not any(backend.sessions_matching(self._tags)):
-                seen = await changes.wait(seen)
-                continue
-            seen = changes.version
-            stream = link.hub.RaceIdle(self._backend_request(backend), metadata=link.metadata)
-            try:
-                async for response in stream:
-                    sanitize.clean_idle(response.idle, backend.hostname)
-                    self._offer(response)
-                    await self._queue.room(MAX_PENDING_BYTES)
-            except grpc.aio.AioRpcError as err:
-                if err.code() not in (
-                    grpc.StatusCode.NOT_FOUND,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
-                    raise
-                # Nothing in scope there (any more): wait for its inventory to change.
-                seen = await changes.wait(seen)
-            finally:
-                stream.cancel()
+    async def _confirm(self, backend: Backend, name: str) -> None:
+        """Ask ``backend`` for the settle of session ``name`` and send it on.
+
+        The call is asked again when it fails on the way while the Link says
+        the backend is healthy (a proxy reset); its verdicts (the session is
+        gone) end it, and the session's next change brings it back.
+        """
+        key = (backend, name)
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._places += 1
+                self._dispatch()
+
+        slow = self._loop.call_later(SLOW_CONFIRM_S, release)
+        confirmed = False
+        try:
+            await self._queue.room(MAX_PENDING_BYTES)
+            link = self._federation.link(backend)
+            failures = 0
+            while backend.healthy:
+                try:
+                    response = await link.hub.AwaitIdle(
+                        self._confirm_request(backend, name), metadata=link.metadata
+                    )
+                except grpc.aio.AioRpcError as err:
+                    error = remote.backend_error(link, err)
+                    if not (isinstance(error, WshError) and error.reason == "SERVER_UNAVAILABLE"):
+                        return
+                    failures += 1
+                    log.info(
+                        "race: confirming %s on backend %s failed (%d), asking again: %s",
+                        quote(name),
+                        backend.hostname,
+                        failures,
+                        quote(redact(str(error), [backend.token]), 512),
+                    )
+                    await asyncio.sleep(remote.retry_delay(failures))
+                    continue
+                idle = sanitize.clean_idle(response.idle, backend.hostname, name)
+                self._offer(hub_pb2.RaceIdleResponse(idle=idle))
+                confirmed = True
+                return
+        except WshError as err:
+            # The backend's answer failed the checks: it is logged, and the
+            # session waits for its next change.
+            log.warning("race: backend %s: %s", backend.hostname, err.message)
+        finally:
+            slow.cancel()
+            del self._confirming[key]
+            release()
+            if confirmed:
+                self._consider(backend, name)
 
     def _offer(self, response: hub_pb2.RaceIdleResponse) -> None:
         idle = response.idle
         key = (idle.server, idle.session)
-        # A reopened backend stream reports settled sessions again: each
-        # generation goes to the client at most once.
         if self._last_sent.get(key, -1) >= idle.generation:
             return
         self._last_sent[key] = idle.generation
@@ -310,15 +370,18 @@ class ClusterRace:
         self._queue.fail(error)
 
     async def close(self) -> None:
-        tasks = list(self._pumps.values())
-        if self._watcher is not None:
-            tasks.append(self._watcher)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for key in list(self._timers):
+            self._drop(key)
+        self._waiting.clear()
+        tasks = list(self._confirming.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._pumps.clear()
         if self._local is not None:
             await self._local.close()
 

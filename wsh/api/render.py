@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from wsh import convert
 from wsh.federation.registry import Backend
 from wsh.sessions.info import SessionInfo
-from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.sessions.manager import ActivityChange, SessionEvent, SessionManager
 from wsh.sessions.session import Session
 from wsh.terminal.foreground import Foreground, Readiness
 from wsh.terminal.screen import ScreenView, StyledLine
@@ -97,7 +97,6 @@ class ScreenRenderer:
                 server=server,
                 generation=generation,
                 screen=rendered.screen,
-                scrollback_lines=rendered.screen.total_lines,
                 last_activity_ms=session.activity.idle_ms(),
                 exit_code=exit_code,
                 ready=ready,
@@ -157,7 +156,9 @@ class SessionRenderer:
         self._cache: dict[str, tuple[Session, int, Foreground | None, types_pb2.Session]] = {}
         sessions.subscribe(self._changed)
 
-    def _changed(self, event: SessionEvent) -> None:
+    def _changed(self, event: SessionEvent | ActivityChange) -> None:
+        if isinstance(event, ActivityChange):
+            return  # the generation, compared on each call, tells
         self._cache.pop(event.name, None)
         if event.previous_name:
             self._cache.pop(event.previous_name, None)

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from wsh import convert, defaults
 from wsh.api import remote
 from wsh.api.status import Ctx, unary
-from wsh.errors import Kind, WshError, invalid
+from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation import sanitize, writes
 from wsh.federation.registry import Backend, Registry
 from wsh.v1 import hub_pb2, types_pb2
@@ -108,11 +108,21 @@ def check_wait(request: Any) -> None:
     check_mode(request)
 
 
+def input_bytes(request: hub_pb2.SendInputRequest) -> bytes:
+    """The bytes a SendInput writes: ``data``, or ``text`` as UTF-8."""
+    if request.WhichOneof("input") == "text":
+        return request.text.encode()
+    return request.data
+
+
 def check_input(request: hub_pb2.SendInputRequest) -> None:
-    if len(request.data) > defaults.MAX_INPUT_BYTES:
+    size = (
+        len(request.data) if request.WhichOneof("input") != "text" else len(request.text.encode())
+    )
+    if size > defaults.MAX_INPUT_BYTES:
         raise invalid(
             "INPUT_TOO_LARGE",
-            f"Input of {len(request.data)} bytes exceeds the limit of "
+            f"Input of {size} bytes exceeds the limit of "
             f"{defaults.MAX_INPUT_BYTES} bytes; send it in parts.",
             limit=str(defaults.MAX_INPUT_BYTES),
         )
@@ -178,11 +188,15 @@ def wait_bounds(timeout_ms: int, max_wait_ms: int) -> tuple[int, float]:
     return timeout, max_wait / 1000
 
 
-def idle_timeout_error(what: str, max_wait_s: float) -> WshError:
+def idle_timeout_error(max_wait_s: float, session: str = "") -> WshError:
+    """Nothing settled in time: ``session`` (AwaitIdle), or nothing in scope (RaceIdle)."""
+    max_wait_ms = str(int(max_wait_s * 1000))
+    what = f"Session {shorten(session)!r}" if session else "No session in scope"
     return WshError(
         Kind.DEADLINE_EXCEEDED,
         "IDLE_TIMEOUT",
-        f"{what} did not become idle within max_wait_ms={int(max_wait_s * 1000)}.",
+        f"{what} did not become idle within max_wait_ms={max_wait_ms}.",
+        {"max_wait_ms": max_wait_ms, **({"session": shorten(session)} if session else {})},
     )
 
 
@@ -209,7 +223,7 @@ async def forward_wait(
         await asyncio.sleep(remote.retry_delay(failures))
         elapsed = time.monotonic() - started
         if elapsed >= max_wait_s:
-            raise idle_timeout_error(f"Session {request.name!r}", max_wait_s)
+            raise idle_timeout_error(max_wait_s, request.name)
         request.max_wait_ms = max(1, int((max_wait_s - elapsed) * 1000))
         # The silence already observed counts towards a fresh window.
         request.fresh = request.fresh and elapsed < timeout_ms / 1000

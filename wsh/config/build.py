@@ -68,6 +68,7 @@ def _resolve(file: FileConfig, sources: Sources, listen: str) -> ServerConfig:
         tls_key=_opt_path(pick("tls_key")),
         tls_client_ca=_opt_path(pick("tls_client_ca")),
         strict_routing=bool(pick("strict_routing")),
+        local_sessions=bool(pick("local_sessions")),
         max_sessions=_int(pick("max_sessions")),
         exited_retention_s=float(_num(pick("exited_retention_s"))),
         scrollback_lines=_int(pick("scrollback_lines")),

@@ -94,6 +94,9 @@ class ServerConfig:
     tls_client_ca: Path | None = None
     # An empty `server` means this server only, never "where the name is".
     strict_routing: bool = False
+    # False: sessions live on backends only, so that every hub sharing them
+    # sees the same sessions (docs/HUBS.md).
+    local_sessions: bool = True
     max_sessions: int = defaults.MAX_SESSIONS
     exited_retention_s: float = defaults.EXITED_RETENTION_S
     scrollback_lines: int = defaults.SCROLLBACK_LINES

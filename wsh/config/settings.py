@@ -85,6 +85,12 @@ SETTINGS: tuple[Setting, ...] = (
         "never to a backend that holds the name (for backends you do not trust)",
     ),
     Setting(
+        "local_sessions", "--local-sessions", "WSH_LOCAL_SESSIONS", "local_sessions", "bool",
+        True,
+        "create sessions on this server; with --no-local-sessions a CreateSession must "
+        "name a backend in `server` (hubs sharing backends behind a load balancer)",
+    ),
+    Setting(
         "max_sessions", "--max-sessions", "WSH_MAX_SESSIONS", "max_sessions", "int",
         defaults.MAX_SESSIONS,
         "sessions held at once, exited ones included until their retention ends; "

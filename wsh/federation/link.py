@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -232,7 +232,7 @@ class BackendLink:
             )
         backend.health = health
         backend.last_error = error
-        self._registry.changes.bump()
+        self._registry.changed(backend)
 
     # -- the loop -------------------------------------------------------------
 
@@ -307,8 +307,12 @@ class BackendLink:
             backend.clear_sessions()
             for info in sessions:
                 backend.upsert(info)
+            self._transitions(second.inventory.states)
             self._sent_at.clear()
             self._set(Health.HEALTHY)
+            # Already HEALTHY (a Link replaced at once): the new inventory
+            # must still be told.
+            self._registry.changed(backend)
             beats = asyncio.get_running_loop().create_task(
                 self._heartbeats(call), name=f"heartbeat-{backend.hostname}"
             )
@@ -415,11 +419,31 @@ class BackendLink:
                         backend=backend.hostname,
                     )
                 backend.upsert(info, event.previous_name)
+                self._registry.changed(backend, info.name)
+                if event.previous_name:
+                    self._registry.notify(backend, event.previous_name)
             elif event.removed:
                 backend.remove(event.removed)
-            self._registry.changes.bump()
+                self._registry.changed(backend, event.removed)
+        elif kind == "transitions":
+            self._transitions(msg.transitions.transitions)
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
+
+    def _transitions(self, transitions: Sequence[backend_pb2.SessionTransition]) -> None:
+        """Record which sessions settled or became active (names the backend
+        never announced are ignored)."""
+        backend = self.backend
+        sanitize.check_count(
+            len(transitions),
+            sanitize.MAX_REMOTE_SESSIONS,
+            what="transitions",
+            backend=backend.hostname,
+        )
+        for entry in transitions:
+            sanitize.check_activity(entry.generation, entry.quiet_ms, backend.hostname)
+            if backend.transition(entry.name, entry.generation, entry.quiet, entry.quiet_ms):
+                self._registry.notify(backend, entry.name)
 
     async def _heartbeats(self, call: Any) -> None:
         while True:

@@ -10,11 +10,12 @@ import asyncio
 import dataclasses
 import enum
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wsh.errors import Kind, WshError, session_not_found, shorten
 from wsh.federation.address import BackendAddress
+from wsh.sessions.activity import MAX_MS
 from wsh.sessions.info import SessionInfo
 
 
@@ -45,6 +46,9 @@ class Backend:
     # time of each one's last activity (heartbeats keep both fresh).
     sessions: dict[str, SessionInfo] = field(default_factory=dict)
     active_at: dict[str, float] = field(default_factory=dict)
+    # Sessions the backend last said had settled (SessionTransition); one
+    # that is not here is active, or new and not settled yet.
+    quiet: set[str] = field(default_factory=set)
 
     @property
     def healthy(self) -> bool:
@@ -54,7 +58,9 @@ class Backend:
         return (s for s in self.sessions.values() if not tags or not tags.isdisjoint(s.tags))
 
     def upsert(self, info: SessionInfo, previous_name: str = "") -> None:
-        if previous_name:
+        if previous_name and previous_name != info.name:
+            if previous_name in self.quiet:
+                self.quiet.add(info.name)
             self.remove(previous_name)
         self.sessions[info.name] = info
         self.active_at[info.name] = time.monotonic() - info.last_activity_ms / 1000
@@ -62,10 +68,29 @@ class Backend:
     def remove(self, name: str) -> None:
         self.sessions.pop(name, None)
         self.active_at.pop(name, None)
+        self.quiet.discard(name)
 
     def clear_sessions(self) -> None:
         self.sessions.clear()
         self.active_at.clear()
+        self.quiet.clear()
+
+    def transition(self, name: str, generation: int, quiet: bool, quiet_ms: int) -> bool:
+        """Session ``name`` settled (``quiet``, ``quiet_ms`` ago) or became
+        active at ``generation``; False if that tells nothing new (an unknown
+        name, or older than what is known)."""
+        info = self.sessions.get(name)
+        if info is None or generation < info.generation:
+            return False
+        if generation != info.generation:
+            self.sessions[name] = dataclasses.replace(info, generation=generation)
+        if quiet:
+            self.quiet.add(name)
+            self.active_at[name] = time.monotonic() - quiet_ms / 1000
+        else:
+            self.quiet.discard(name)
+            self.active_at[name] = time.monotonic()
+        return True
 
     def record_activity(
         self, name: str, generation: int, idle_ms: int, ready: bool, foreground: str
@@ -79,7 +104,7 @@ class Backend:
 
     def idle_ms(self, name: str, now: float) -> int:
         """Milliseconds since the session's last activity, as of ``now`` (monotonic)."""
-        return max(0, int((now - self.active_at[name]) * 1000))
+        return min(MAX_MS, max(0, int((now - self.active_at[name]) * 1000)))
 
 
 class Changes:
@@ -117,13 +142,38 @@ def server_not_found(hostname: str) -> WshError:
     )
 
 
+# Told of every change to a backend: its session ``name``, or None for its
+# health, its whole inventory, its registration.
+ChangeListener = Callable[[Backend, str | None], None]
+
+
 class Registry:
     """Backends in registration order, looked up by address or hostname."""
 
     def __init__(self, own_hostname: str) -> None:
         self.own_hostname = own_hostname
         self._backends: dict[str, Backend] = {}  # canonical address -> backend
+        # Inventory and health changes, for those that wait for one.
         self.changes = Changes()
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener`` on every change, transitions included; returns
+        an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def changed(self, backend: Backend, name: str | None = None) -> None:
+        """Backend ``backend``'s session ``name`` (None: anything else of it)
+        changed in its inventory or health."""
+        self.changes.bump()
+        self.notify(backend, name)
+
+    def notify(self, backend: Backend, name: str | None) -> None:
+        """Tell listeners only: for a transition of session ``name``, which
+        nothing that waits on ``changes`` cares about."""
+        for listener in list(self._listeners):
+            listener(backend, name)
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(list(self._backends.values()))
@@ -152,13 +202,13 @@ class Registry:
                 {"address": backend.address.url},
             )
         self._backends[backend.address.url] = backend
-        self.changes.bump()
+        self.changed(backend)
 
     def remove(self, backend: Backend) -> None:
         if self._backends.get(backend.address.url) is backend:
             del self._backends[backend.address.url]
             backend.clear_sessions()
-            self.changes.bump()
+            self.changed(backend)
 
     def find(self, hostname: str = "", address: str = "") -> Backend:
         """A backend by hostname, or by address while its hostname is unknown."""

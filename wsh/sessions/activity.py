@@ -37,6 +37,17 @@ RECHECK_MAX_S = 0.5
 # output chunk: it took 103 in 2 s with this bound. A round trip takes 1-2.
 INSPECT_BURST = 4.0
 INSPECT_EVERY_S = 0.02
+# A session has settled once it has had no output or input for this long
+# with nothing left to emulate: the transition is told to listeners (the
+# Link, watchers), so that a hub knows which sessions are settled without a
+# stream to each backend. Short enough that a race with the default 500 ms
+# quiet time is never held back by it; long enough that a program printing
+# a progress line every few milliseconds makes no transitions at all. The
+# check runs once per SETTLE_S of activity, not per output chunk.
+SETTLE_S = 0.05
+# Milliseconds since an event are told as 32-bit counts (the API's rule for
+# JSON clients), saturating after 49.7 days.
+MAX_MS = 2**32 - 1
 
 Probe = Callable[[Foreground | None], Foreground]
 
@@ -56,19 +67,45 @@ class Activity:
         # Set while output read is still being emulated (in turns, with rests
         # between them): the screen is not settled, however quiet it looks.
         self.busy = False
+        # Quiet for SETTLE_S with nothing to emulate; each change is told to
+        # on_transition (True: settled, False: active again).
+        self.settled = False
+        self.on_transition: Callable[[bool], None] | None = None
+        self._settle_check: asyncio.TimerHandle | None = self._loop.call_later(
+            SETTLE_S, self._check_settled
+        )
 
     def touch(self) -> None:
         """Count one output chunk or one input."""
         self.generation += 1
         self.last_activity = time.monotonic()
+        if self.settled:
+            self.settled = False
+            if self.on_transition is not None:
+                self.on_transition(False)
+        if self._settle_check is None and self._closed is None:
+            self._settle_check = self._loop.call_later(SETTLE_S, self._check_settled)
         if self._touch_waiters:
             for fut in self._touch_waiters:
                 if not fut.done():
                     fut.set_result(None)
             self._touch_waiters.clear()
 
+    def _check_settled(self) -> None:
+        remaining = self.last_activity + SETTLE_S - time.monotonic()
+        if remaining > 0 or self.busy:
+            # Emulation touches at every turn, so a busy session is looked
+            # at again after its next turn at the latest.
+            self._settle_check = self._loop.call_later(max(remaining, 0.005), self._check_settled)
+            return
+        self._settle_check = None
+        self.settled = True
+        if self.on_transition is not None:
+            self.on_transition(True)
+
     def idle_ms(self) -> int:
-        return int((time.monotonic() - self.last_activity) * 1000)
+        """Milliseconds since the last activity, saturating at ``MAX_MS``."""
+        return min(MAX_MS, int((time.monotonic() - self.last_activity) * 1000))
 
     def finish(self) -> None:
         """The process has exited: wake waits for new activity, which cannot come."""
@@ -80,6 +117,10 @@ class Activity:
     def close(self, error: WshError) -> None:
         """Fail every current and future wait with ``error`` (session gone)."""
         self._closed = error
+        self.on_transition = None
+        if self._settle_check is not None:
+            self._settle_check.cancel()
+            self._settle_check = None
         for fut in (*self._touch_waiters, *self._sleepers):
             if not fut.done():
                 fut.set_exception(error)

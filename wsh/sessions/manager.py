@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -38,7 +39,18 @@ class SessionEvent:
     previous_name: str = ""
 
 
-Listener = Callable[[SessionEvent], None]
+@dataclass(frozen=True, slots=True)
+class ActivityChange:
+    """A session settled (``quiet``: no activity for ``SETTLE_S``, as of
+    ``quiet_ms`` ago) or became active again after it had settled."""
+
+    name: str
+    generation: int
+    quiet: bool
+    quiet_ms: int = 0
+
+
+Listener = Callable[[SessionEvent | ActivityChange], None]
 
 
 def clamp_dimension(value: int, default: int) -> int:
@@ -88,7 +100,7 @@ class SessionManager:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, event: SessionEvent) -> None:
+    def _emit(self, event: SessionEvent | ActivityChange) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -201,8 +213,19 @@ class SessionManager:
             self.scrollback_bytes,
         )
         self._sessions[session.name] = session
+        session.activity.on_transition = functools.partial(self._transition, session)
         self._upserted(session)
         return session
+
+    def _transition(self, session: Session, quiet: bool) -> None:
+        if self._sessions.get(session.name) is not session:
+            return  # being killed
+        activity = session.activity
+        self._emit(
+            ActivityChange(
+                session.name, activity.generation, quiet, activity.idle_ms() if quiet else 0
+            )
+        )
 
     def update(
         self,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from wsh.errors import WshError
-from wsh.sessions.manager import SessionEvent, SessionManager
+from wsh.sessions.manager import ActivityChange, SessionEvent, SessionManager
 from wsh.sessions.session import Session
 from wsh.terminal.foreground import Foreground
 
@@ -32,8 +32,7 @@ class LocalRace:
         timeout_ms: int,
         ready: bool = False,
         fresh: bool = False,
-        skip_name: str = "",
-        skip_generation: int | None = None,
+        skip: Mapping[str, int] | None = None,
     ) -> None:
         self._manager = manager
         self._sink = sink
@@ -41,8 +40,8 @@ class LocalRace:
         self._timeout_ms = timeout_ms
         self._ready = ready
         self._fresh = fresh
-        self._skip_name = skip_name
-        self._skip_generation = skip_generation
+        # Session name -> generation to skip it at (the caller has it).
+        self._skips = dict(skip or {})
         self._watchers: dict[Session, asyncio.Task[None]] = {}
         # Generation each session was last reported at, so that a session
         # watched again (retagged out of scope and back, or after its exit)
@@ -61,7 +60,7 @@ class LocalRace:
     def _skip(self, session: Session) -> int | None:
         if session in self._reported:
             return self._reported[session]
-        return self._skip_generation if session.name == self._skip_name else None
+        return self._skips.get(session.name)
 
     def start(self) -> int:
         """Begin watching; returns how many sessions in scope can still settle."""
@@ -76,9 +75,11 @@ class LocalRace:
         self._unsubscribe = self._manager.subscribe(self._on_event)
         return len(sessions)
 
-    def _on_event(self, event: SessionEvent) -> None:
-        if event.info is None:
-            return  # removed: its watcher ends with SESSION_NOT_FOUND on its own
+    def _on_event(self, event: SessionEvent | ActivityChange) -> None:
+        if isinstance(event, ActivityChange) or event.info is None:
+            # Watchers see activity themselves; a removed session's watcher
+            # ends with SESSION_NOT_FOUND on its own.
+            return
         try:
             session = self._manager.get(event.name)
         except WshError:

@@ -29,8 +29,11 @@ class Identity(_message.Message):
     SERVER_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """The server's hostname in the cluster."""
     server_id: _builtins.str
+    """New on every start of the server."""
     version: _builtins.str
+    """wsh version."""
     def __init__(
         self,
         *,
@@ -56,6 +59,7 @@ class Heartbeat(_message.Message):
     ACK_SEQ_FIELD_NUMBER: _builtins.int
     ACTIVITY_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
+    """The sender's count of heartbeats, from 1."""
     ack_seq: _builtins.int
     """seq of the last heartbeat received from the peer, 0 if none."""
     @_builtins.property
@@ -93,11 +97,15 @@ class SessionActivity(_message.Message):
     READY_FIELD_NUMBER: _builtins.int
     FOREGROUND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The session's name."""
     generation: _builtins.int
+    """Its generation now."""
     last_activity_ms: _builtins.int
+    """Milliseconds since its last output or input."""
     ready: _builtins.bool
-    """As Session.ready and Session.foreground."""
+    """As Session.ready."""
     foreground: _builtins.str
+    """As Session.foreground."""
     def __init__(
         self,
         *,
@@ -124,7 +132,9 @@ class Inventory(_message.Message):
     SESSIONS_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]:
+        """Every session, as ListSessions shows it."""
+
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]:
         """Whether each session is settled as of the inventory, in the same order."""
@@ -158,8 +168,11 @@ class SessionTransition(_message.Message):
     QUIET_FIELD_NUMBER: _builtins.int
     QUIET_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The session's name."""
     generation: _builtins.int
+    """Its generation at the transition."""
     quiet: _builtins.bool
+    """True: settled; false: active again."""
     quiet_ms: _builtins.int
     """When quiet: milliseconds since the session's last activity, as sent."""
     def __init__(
@@ -186,7 +199,9 @@ class Transitions(_message.Message):
 
     TRANSITIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]: ...
+    def transitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionTransition]:
+        """Oldest first; at most one per session."""
+
     def __init__(
         self,
         *,
@@ -241,9 +256,13 @@ class LinkRequest(_message.Message):
     IDENTITY_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def identity(self) -> Global___Identity: ...
+    def identity(self) -> Global___Identity:
+        """First: the hub's identity."""
+
     @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
+    def heartbeat(self) -> Global___Heartbeat:
+        """Then a heartbeat each second."""
+
     def __init__(
         self,
         *,
@@ -272,15 +291,25 @@ class LinkResponse(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     TRANSITIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def identity(self) -> Global___Identity: ...
+    def identity(self) -> Global___Identity:
+        """First: the backend's identity."""
+
     @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
+    def heartbeat(self) -> Global___Heartbeat:
+        """Answers to the hub's heartbeats, with activity since the last one."""
+
     @_builtins.property
-    def inventory(self) -> Global___Inventory: ...
+    def inventory(self) -> Global___Inventory:
+        """Second: every session."""
+
     @_builtins.property
-    def event(self) -> Global___SessionEvent: ...
+    def event(self) -> Global___SessionEvent:
+        """A change in the inventory."""
+
     @_builtins.property
-    def transitions(self) -> Global___Transitions: ...
+    def transitions(self) -> Global___Transitions:
+        """Sessions that settled or became active."""
+
     def __init__(
         self,
         *,

@@ -69,21 +69,33 @@ class _ServerHealth:
 class _ServerHealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServerHealth.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SERVER_HEALTH_UNSPECIFIED: _ServerHealth.ValueType  # 0
+    """Never sent."""
     SERVER_HEALTH_HEALTHY: _ServerHealth.ValueType  # 1
+    """Its Link is up: calls are routed to it."""
     SERVER_HEALTH_CONNECTING: _ServerHealth.ValueType  # 2
+    """Registered, not linked yet."""
     SERVER_HEALTH_UNAVAILABLE: _ServerHealth.ValueType  # 3
+    """Its Link failed or went silent for 3 s; the hub keeps retrying with
+    backoff. Calls for its sessions fail with SERVER_UNAVAILABLE.
+    """
     SERVER_HEALTH_REJECTED: _ServerHealth.ValueType  # 4
-    """Refused for good (self-loop, hostname taken); see last_error."""
+    """Refused (self-loop, hostname taken or changed); see last_error."""
 
 class ServerHealth(_ServerHealth, metaclass=_ServerHealthEnumTypeWrapper):
     """Health of a server as seen by this one."""
 
 SERVER_HEALTH_UNSPECIFIED: ServerHealth.ValueType  # 0
+"""Never sent."""
 SERVER_HEALTH_HEALTHY: ServerHealth.ValueType  # 1
+"""Its Link is up: calls are routed to it."""
 SERVER_HEALTH_CONNECTING: ServerHealth.ValueType  # 2
+"""Registered, not linked yet."""
 SERVER_HEALTH_UNAVAILABLE: ServerHealth.ValueType  # 3
+"""Its Link failed or went silent for 3 s; the hub keeps retrying with
+backoff. Calls for its sessions fail with SERVER_UNAVAILABLE.
+"""
 SERVER_HEALTH_REJECTED: ServerHealth.ValueType  # 4
-"""Refused for good (self-loop, hostname taken); see last_error."""
+"""Refused (self-loop, hostname taken or changed); see last_error."""
 Global___ServerHealth: _TypeAlias = ServerHealth  # noqa: Y015
 
 class _ServerRole:
@@ -93,6 +105,7 @@ class _ServerRole:
 class _ServerRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServerRole.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SERVER_ROLE_UNSPECIFIED: _ServerRole.ValueType  # 0
+    """Never sent."""
     SERVER_ROLE_LOCAL: _ServerRole.ValueType  # 1
     """The server answering this call."""
     SERVER_ROLE_MEMBER: _ServerRole.ValueType  # 2
@@ -102,6 +115,7 @@ class ServerRole(_ServerRole, metaclass=_ServerRoleEnumTypeWrapper):
     """Role of a server in the cluster."""
 
 SERVER_ROLE_UNSPECIFIED: ServerRole.ValueType  # 0
+"""Never sent."""
 SERVER_ROLE_LOCAL: ServerRole.ValueType  # 1
 """The server answering this call."""
 SERVER_ROLE_MEMBER: ServerRole.ValueType  # 2
@@ -110,6 +124,8 @@ Global___ServerRole: _TypeAlias = ServerRole  # noqa: Y015
 
 @_typing.final
 class CreateSessionRequest(_message.Message):
+    """Starts a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -141,19 +157,27 @@ class CreateSessionRequest(_message.Message):
     ENV_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of the server to start it on; empty: this server."""
     name: _builtins.str
-    """Empty: the server picks one."""
+    """Empty: the server picks one ("0", "1", ...)."""
     command: _builtins.str
     """Run through `sh -c`; empty: the login shell."""
     rows: _builtins.int
-    """Default 24x80; clamped to 1..1000."""
+    """Terminal height; 0 means 24, clamped to 1..1000."""
     cols: _builtins.int
+    """Terminal width; 0 means 80, clamped to 1..1000."""
     cwd: _builtins.str
-    """Empty: the server's home directory."""
+    """Working directory; empty: the server's home directory."""
     @_builtins.property
-    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Added to the server's environment (TERM is xterm-256color; the
+        server's own WSH_TOKEN is never passed on).
+        """
+
     @_builtins.property
-    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags of the new session (at most 64)."""
+
     def __init__(
         self,
         *,
@@ -176,11 +200,15 @@ Global___CreateSessionRequest: _TypeAlias = CreateSessionRequest  # noqa: Y015
 
 @_typing.final
 class CreateSessionResponse(_message.Message):
+    """The session started."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is right after the start."""
+
     def __init__(
         self,
         *,
@@ -196,6 +224,8 @@ Global___CreateSessionResponse: _TypeAlias = CreateSessionResponse  # noqa: Y015
 
 @_typing.final
 class ListSessionsRequest(_message.Message):
+    """Which sessions to list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -222,12 +252,16 @@ Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
 
 @_typing.final
 class ListSessionsResponse(_message.Message):
+    """Sessions in scope."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int
     MISSING_SERVERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Session]:
+        """Sorted by server, then name."""
+
     @_builtins.property
     def missing_servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]:
         """Registered servers in scope whose sessions are NOT in `sessions` because
@@ -251,12 +285,16 @@ Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015
 
 @_typing.final
 class GetSessionRequest(_message.Message):
+    """One session, by name."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     def __init__(
         self,
         *,
@@ -273,11 +311,15 @@ Global___GetSessionRequest: _TypeAlias = GetSessionRequest  # noqa: Y015
 
 @_typing.final
 class GetSessionResponse(_message.Message):
+    """The session asked about."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is now."""
+
     def __init__(
         self,
         *,
@@ -293,6 +335,8 @@ Global___GetSessionResponse: _TypeAlias = GetSessionResponse  # noqa: Y015
 
 @_typing.final
 class UpdateSessionRequest(_message.Message):
+    """Renames and retags a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -301,13 +345,19 @@ class UpdateSessionRequest(_message.Message):
     ADD_TAGS_FIELD_NUMBER: _builtins.int
     REMOVE_TAGS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's current name."""
     new_name: _builtins.str
     """Empty: keep the name."""
     @_builtins.property
-    def add_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def add_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags to add (already present ones are kept once)."""
+
     @_builtins.property
-    def remove_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def remove_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags to remove (absent ones are ignored); applied after add_tags."""
+
     def __init__(
         self,
         *,
@@ -327,11 +377,15 @@ Global___UpdateSessionRequest: _TypeAlias = UpdateSessionRequest  # noqa: Y015
 
 @_typing.final
 class UpdateSessionResponse(_message.Message):
+    """The session changed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is after the change."""
+
     def __init__(
         self,
         *,
@@ -347,12 +401,16 @@ Global___UpdateSessionResponse: _TypeAlias = UpdateSessionResponse  # noqa: Y015
 
 @_typing.final
 class KillSessionRequest(_message.Message):
+    """Kills a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     def __init__(
         self,
         *,
@@ -369,6 +427,8 @@ Global___KillSessionRequest: _TypeAlias = KillSessionRequest  # noqa: Y015
 
 @_typing.final
 class KillSessionResponse(_message.Message):
+    """The session is gone."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -389,38 +449,54 @@ Global___KillSessionResponse: _TypeAlias = KillSessionResponse  # noqa: Y015
 
 @_typing.final
 class SendInputRequest(_message.Message):
+    """Input for a session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     data: _builtins.bytes
-    """Raw bytes, at most 1 MiB."""
+    """Raw bytes (in JSON: base64)."""
+    text: _builtins.str
+    """Text, written as UTF-8: what JSON clients (grpcurl, buf curl) use.
+    Control keys as escapes: "\\n" is Enter, "\\u0003" Ctrl-C.
+    """
     def __init__(
         self,
         *,
         server: _builtins.str = ...,
         name: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "input", b"input", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "name", b"name", "server", b"server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "input", b"input", "name", b"name", "server", b"server", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_input: _TypeAlias = _typing.Literal["data", "text"]  # noqa: Y015
+    _WhichOneofArgType_input: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_input) -> _WhichOneofReturnType_input | None: ...
 
 Global___SendInputRequest: _TypeAlias = SendInputRequest  # noqa: Y015
 
 @_typing.final
 class SendInputResponse(_message.Message):
+    """The input was written."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     GENERATION_FIELD_NUMBER: _builtins.int
     SERVER_FIELD_NUMBER: _builtins.int
     generation: _builtins.int
-    """Generation after the input was counted."""
+    """Generation after the input was counted: pass it as
+    AwaitIdleRequest.last_generation to wait for the program's answer.
+    """
     server: _builtins.str
     """Hostname of the server that owns the session."""
     def __init__(
@@ -439,14 +515,19 @@ Global___SendInputResponse: _TypeAlias = SendInputResponse  # noqa: Y015
 
 @_typing.final
 class GetScreenRequest(_message.Message):
+    """Reads a session's screen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED."""
     def __init__(
         self,
         *,
@@ -464,6 +545,8 @@ Global___GetScreenRequest: _TypeAlias = GetScreenRequest  # noqa: Y015
 
 @_typing.final
 class GetScreenResponse(_message.Message):
+    """A session's screen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCREEN_FIELD_NUMBER: _builtins.int
@@ -471,7 +554,9 @@ class GetScreenResponse(_message.Message):
     server: _builtins.str
     """Hostname of the server that owns the session."""
     @_builtins.property
-    def screen(self) -> _types_pb2.Screen: ...
+    def screen(self) -> _types_pb2.Screen:
+        """As it is now."""
+
     def __init__(
         self,
         *,
@@ -488,6 +573,8 @@ Global___GetScreenResponse: _TypeAlias = GetScreenResponse  # noqa: Y015
 
 @_typing.final
 class GetScrollbackRequest(_message.Message):
+    """Reads a page of a session's lines."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -496,12 +583,15 @@ class GetScrollbackRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     offset: _builtins.int
     """Index of the first line to return (0 = oldest)."""
     limit: _builtins.int
-    """Default 100, capped at 10000."""
+    """Lines per page; 0 means 100, capped at 10000."""
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED."""
     def __init__(
         self,
         *,
@@ -521,6 +611,8 @@ Global___GetScrollbackRequest: _TypeAlias = GetScrollbackRequest  # noqa: Y015
 
 @_typing.final
 class GetScrollbackResponse(_message.Message):
+    """A page of lines."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LINES_FIELD_NUMBER: _builtins.int
@@ -530,7 +622,9 @@ class GetScrollbackResponse(_message.Message):
     SERVER_FIELD_NUMBER: _builtins.int
     TRUNCATED_FIELD_NUMBER: _builtins.int
     total_lines: _builtins.int
+    """All lines the session holds: scrollback plus visible rows."""
     offset: _builtins.int
+    """Index of the first line returned."""
     server: _builtins.str
     """Hostname of the server that owns the session."""
     truncated: _builtins.bool
@@ -538,9 +632,13 @@ class GetScrollbackResponse(_message.Message):
     (4 MiB of text); ask again from offset + len(lines) for the rest.
     """
     @_builtins.property
-    def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """PLAIN format: the lines' text."""
+
     @_builtins.property
-    def styled_lines(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.StyledLine]: ...
+    def styled_lines(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.StyledLine]:
+        """STYLED format: the lines as spans."""
+
     def __init__(
         self,
         *,
@@ -561,6 +659,8 @@ Global___GetScrollbackResponse: _TypeAlias = GetScrollbackResponse  # noqa: Y015
 
 @_typing.final
 class ResizeSessionRequest(_message.Message):
+    """Resizes a session's terminal."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -568,9 +668,13 @@ class ResizeSessionRequest(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     COLS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     rows: _builtins.int
+    """New height; 0 keeps it, clamped to 1..1000."""
     cols: _builtins.int
+    """New width; 0 keeps it, clamped to 1..1000."""
     def __init__(
         self,
         *,
@@ -589,11 +693,15 @@ Global___ResizeSessionRequest: _TypeAlias = ResizeSessionRequest  # noqa: Y015
 
 @_typing.final
 class ResizeSessionResponse(_message.Message):
+    """The session resized."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def session(self) -> _types_pb2.Session: ...
+    def session(self) -> _types_pb2.Session:
+        """As it is after the resize."""
+
     def __init__(
         self,
         *,
@@ -609,6 +717,8 @@ Global___ResizeSessionResponse: _TypeAlias = ResizeSessionResponse  # noqa: Y015
 
 @_typing.final
 class AwaitIdleRequest(_message.Message):
+    """Waits for one session to settle."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
@@ -620,7 +730,9 @@ class AwaitIdleRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     server: _builtins.str
+    """Hostname of its server; empty: found by name (see HubService)."""
     name: _builtins.str
+    """The session's name."""
     timeout_ms: _builtins.int
     """Required quiet time, capped at 300000. In READY mode: the quiet time of
     the fallback, used only where readiness cannot be told.
@@ -637,6 +749,7 @@ class AwaitIdleRequest(_message.Message):
     foreground after the call began).
     """
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED, for the screen returned."""
     mode: Global___IdleMode.ValueType
     """UNSPECIFIED means QUIET."""
     def __init__(
@@ -663,11 +776,15 @@ Global___AwaitIdleRequest: _TypeAlias = AwaitIdleRequest  # noqa: Y015
 
 @_typing.final
 class AwaitIdleResponse(_message.Message):
+    """The session settled."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def idle(self) -> _types_pb2.Idle: ...
+    def idle(self) -> _types_pb2.Idle:
+        """Its generation and screen as it settled."""
+
     def __init__(
         self,
         *,
@@ -683,6 +800,8 @@ Global___AwaitIdleResponse: _TypeAlias = AwaitIdleResponse  # noqa: Y015
 
 @_typing.final
 class RaceIdleRequest(_message.Message):
+    """Races sessions in scope for idleness."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TAGS_FIELD_NUMBER: _builtins.int
@@ -696,10 +815,19 @@ class RaceIdleRequest(_message.Message):
     FRESH_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     EXCLUDE_FIELD_NUMBER: _builtins.int
+    MAX_RESULTS_FIELD_NUMBER: _builtins.int
     server: _builtins.str
-    """Filter: empty means every healthy server."""
+    """Filter: empty means this server and every healthy backend (ones that
+    become healthy later join); a hostname means that server only.
+    """
     timeout_ms: _builtins.int
+    """Required quiet time of each session, capped at 300000; as in
+    AwaitIdleRequest.
+    """
     max_wait_ms: _builtins.int
+    """Longest wait for each result, default 30000, capped at 300000: the
+    stream ends with IDLE_TIMEOUT when no new result came for this long.
+    """
     last_session: _builtins.str
     """Skip this session until its generation moves past last_generation. An
     EXITED session is reported once, at its final generation, and never
@@ -711,10 +839,19 @@ class RaceIdleRequest(_message.Message):
     session (see HubService).
     """
     last_generation: _builtins.int
+    """Generation last_session was collected at; unset: last_session is not
+    skipped.
+    """
     format: _types_pb2.ScreenFormat.ValueType
+    """PLAIN (default) or STYLED, for the screens returned."""
     fresh: _builtins.bool
+    """Each session must be quiet for a full timeout_ms after the race began."""
     mode: Global___IdleMode.ValueType
     """As in AwaitIdleRequest; backends decide for their own sessions."""
+    max_results: _builtins.int
+    """End the stream (OK) once this many results were sent; 0: no limit.
+    race-first is max_results = 1.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Sessions having ANY of these tags; empty means all."""
@@ -740,10 +877,11 @@ class RaceIdleRequest(_message.Message):
         fresh: _builtins.bool = ...,
         mode: Global___IdleMode.ValueType = ...,
         exclude: _abc.Iterable[Global___RaceExclusion] | None = ...,
+        max_results: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "last_generation", b"last_generation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "exclude", b"exclude", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation", "exclude", b"exclude", "format", b"format", "fresh", b"fresh", "last_generation", b"last_generation", "last_server", b"last_server", "last_session", b"last_session", "max_results", b"max_results", "max_wait_ms", b"max_wait_ms", "mode", b"mode", "server", b"server", "tags", b"tags", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__last_generation: _TypeAlias = _typing.Literal["last_generation"]  # noqa: Y015
     _WhichOneofArgType__last_generation: _TypeAlias = _typing.Literal["_last_generation", b"_last_generation"]  # noqa: Y015
@@ -767,7 +905,9 @@ class RaceExclusion(_message.Message):
     (see HubService).
     """
     session: _builtins.str
+    """The session's name."""
     generation: _builtins.int
+    """The generation it was collected at."""
     def __init__(
         self,
         *,
@@ -785,11 +925,15 @@ Global___RaceExclusion: _TypeAlias = RaceExclusion  # noqa: Y015
 
 @_typing.final
 class RaceIdleResponse(_message.Message):
+    """One settled session."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def idle(self) -> _types_pb2.Idle: ...
+    def idle(self) -> _types_pb2.Idle:
+        """Which session, its generation and screen as it settled."""
+
     def __init__(
         self,
         *,
@@ -805,6 +949,8 @@ Global___RaceIdleResponse: _TypeAlias = RaceIdleResponse  # noqa: Y015
 
 @_typing.final
 class Server(_message.Message):
+    """A server of the cluster, as this one sees it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
@@ -820,12 +966,17 @@ class Server(_message.Message):
     address: _builtins.str
     """"local" for this server, else the backend URL."""
     health: Global___ServerHealth.ValueType
+    """Whether calls can reach it."""
     role: Global___ServerRole.ValueType
+    """This server or a backend."""
     session_count: _builtins.int
+    """Sessions it holds (0 while not HEALTHY)."""
     latency_ms: _builtins.float
-    """Last heartbeat round trip."""
+    """Last heartbeat round trip in milliseconds (0 while not HEALTHY)."""
     last_error: _builtins.str
+    """Why it is not HEALTHY, printable and at most 512 characters."""
     server_id: _builtins.str
+    """New on every start of that server."""
     def __init__(
         self,
         *,
@@ -848,6 +999,8 @@ Global___Server: _TypeAlias = Server  # noqa: Y015
 
 @_typing.final
 class ListServersRequest(_message.Message):
+    """Lists the cluster's servers."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -863,11 +1016,15 @@ Global___ListServersRequest: _TypeAlias = ListServersRequest  # noqa: Y015
 
 @_typing.final
 class ListServersResponse(_message.Message):
+    """The cluster's servers."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]: ...
+    def servers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Server]:
+        """This server first, then backends in registration order."""
+
     def __init__(
         self,
         *,
@@ -883,10 +1040,13 @@ Global___ListServersResponse: _TypeAlias = ListServersResponse  # noqa: Y015
 
 @_typing.final
 class GetServerRequest(_message.Message):
+    """One server by hostname."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """This server's or a backend's hostname. Errors: SERVER_NOT_FOUND."""
     def __init__(
         self,
         *,
@@ -902,11 +1062,15 @@ Global___GetServerRequest: _TypeAlias = GetServerRequest  # noqa: Y015
 
 @_typing.final
 class GetServerResponse(_message.Message):
+    """The server asked about."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def server(self) -> Global___Server: ...
+    def server(self) -> Global___Server:
+        """As this server sees it."""
+
     def __init__(
         self,
         *,
@@ -922,6 +1086,8 @@ Global___GetServerResponse: _TypeAlias = GetServerResponse  # noqa: Y015
 
 @_typing.final
 class AddServerRequest(_message.Message):
+    """Registers a backend."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDRESS_FIELD_NUMBER: _builtins.int
@@ -931,11 +1097,13 @@ class AddServerRequest(_message.Message):
     address: _builtins.str
     """http://host:port[/prefix] or https://host:port[/prefix]."""
     token: _builtins.str
-    """Bearer token for the backend; never echoed."""
+    """Bearer token for the backend; never echoed. Unset: the config's token
+    cascade (the [[servers]] entry, then [federation] token).
+    """
     wait: _builtins.bool
     """Wait until HEALTHY, REJECTED or wait_timeout_ms."""
     wait_timeout_ms: _builtins.int
-    """Default 10000."""
+    """Bound of the wait; 0 means 10000."""
     def __init__(
         self,
         *,
@@ -956,11 +1124,15 @@ Global___AddServerRequest: _TypeAlias = AddServerRequest  # noqa: Y015
 
 @_typing.final
 class AddServerResponse(_message.Message):
+    """The backend registered."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def server(self) -> Global___Server: ...
+    def server(self) -> Global___Server:
+        """As it is now (after the wait, with wait)."""
+
     def __init__(
         self,
         *,
@@ -976,11 +1148,14 @@ Global___AddServerResponse: _TypeAlias = AddServerResponse  # noqa: Y015
 
 @_typing.final
 class RemoveServerRequest(_message.Message):
+    """Unregisters a backend, by hostname or address."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """The backend's hostname."""
     address: _builtins.str
     """For a backend whose hostname is not known yet."""
     def __init__(
@@ -999,6 +1174,8 @@ Global___RemoveServerRequest: _TypeAlias = RemoveServerRequest  # noqa: Y015
 
 @_typing.final
 class RemoveServerResponse(_message.Message):
+    """The backend is unregistered."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1014,6 +1191,8 @@ Global___RemoveServerResponse: _TypeAlias = RemoveServerResponse  # noqa: Y015
 
 @_typing.final
 class ReloadConfigRequest(_message.Message):
+    """Re-reads the config file."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1029,6 +1208,8 @@ Global___ReloadConfigRequest: _TypeAlias = ReloadConfigRequest  # noqa: Y015
 
 @_typing.final
 class ReloadConfigResponse(_message.Message):
+    """What the reload changed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDED_FIELD_NUMBER: _builtins.int
@@ -1037,16 +1218,22 @@ class ReloadConfigResponse(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Addresses of backends added, removed, and re-linked because their token
-        or the TLS settings changed.
+        """Addresses of backends added."""
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses of backends removed."""
+
+    @_builtins.property
+    def updated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses of backends re-linked because their token or the TLS
+        settings changed.
         """
 
     @_builtins.property
-    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def updated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Problems that did not stop the reload, one line each."""
+
     def __init__(
         self,
         *,
@@ -1065,6 +1252,8 @@ Global___ReloadConfigResponse: _TypeAlias = ReloadConfigResponse  # noqa: Y015
 
 @_typing.final
 class GetServerInfoRequest(_message.Message):
+    """Asks for this server's identity."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1080,6 +1269,8 @@ Global___GetServerInfoRequest: _TypeAlias = GetServerInfoRequest  # noqa: Y015
 
 @_typing.final
 class GetServerInfoResponse(_message.Message):
+    """This server's identity and resource use."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOSTNAME_FIELD_NUMBER: _builtins.int
@@ -1089,15 +1280,23 @@ class GetServerInfoResponse(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
+    """Its hostname in the cluster."""
     server_id: _builtins.str
     """New on every start."""
     version: _builtins.str
+    """wsh version."""
     @_builtins.property
-    def uptime(self) -> _duration_pb2.Duration: ...
+    def uptime(self) -> _duration_pb2.Duration:
+        """Time since start."""
+
     @_builtins.property
-    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When it started."""
+
     @_builtins.property
-    def stats(self) -> Global___ServerStats: ...
+    def stats(self) -> Global___ServerStats:
+        """Resource use now."""
+
     def __init__(
         self,
         *,
@@ -1130,6 +1329,7 @@ class ServerStats(_message.Message):
     LINKS_FIELD_NUMBER: _builtins.int
     RACES_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
+    """Sessions held, exited ones included."""
     open_fds: _builtins.int
     """Open file descriptors of the server process."""
     child_processes: _builtins.int
@@ -1139,8 +1339,9 @@ class ServerStats(_message.Message):
     rss_bytes: _builtins.int
     """Resident memory of the server process."""
     links: _builtins.int
-    """Open Link streams from hubs, and RaceIdle streams being served."""
+    """Open Link streams from hubs."""
     races: _builtins.int
+    """RaceIdle streams being served."""
     def __init__(
         self,
         *,

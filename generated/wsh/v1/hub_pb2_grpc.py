@@ -48,7 +48,25 @@ class HubServiceStub:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
+
+    The loop. Send input, then wait passing SendInputResponse.generation as
+    AwaitIdleRequest.last_generation: the wait then only ends after activity
+    newer than the input (the program's answer) has settled. Without it, a
+    wait that starts before the program has printed anything may end at once
+    on the quiet before the answer.
+
+    Errors. Every error carries a google.rpc.ErrorInfo whose reason is one of
+    ErrorReason (errors.proto), with the metadata listed there. Any call may
+    also fail with UNAUTHENTICATED, PERMISSION_DENIED (token, ip_access) and
+    RESOURCE_EXHAUSTED (limits), and a call that names a session with
+    SESSION_NOT_FOUND, SERVER_NOT_FOUND, SERVER_UNAVAILABLE or
+    SESSION_AMBIGUOUS; the comments below list the errors particular to each
+    call.
     """
 
     def __init__(self, channel):
@@ -167,31 +185,55 @@ class HubServiceServicer:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
+
+    The loop. Send input, then wait passing SendInputResponse.generation as
+    AwaitIdleRequest.last_generation: the wait then only ends after activity
+    newer than the input (the program's answer) has settled. Without it, a
+    wait that starts before the program has printed anything may end at once
+    on the quiet before the answer.
+
+    Errors. Every error carries a google.rpc.ErrorInfo whose reason is one of
+    ErrorReason (errors.proto), with the metadata listed there. Any call may
+    also fail with UNAUTHENTICATED, PERMISSION_DENIED (token, ip_access) and
+    RESOURCE_EXHAUSTED (limits), and a call that names a session with
+    SESSION_NOT_FOUND, SERVER_NOT_FOUND, SERVER_UNAVAILABLE or
+    SESSION_AMBIGUOUS; the comments below list the errors particular to each
+    call.
     """
 
     def CreateSession(self, request, context):
-        """Starts a process on a new PTY.
+        """Starts a process on a new PTY, on `server` (empty: this server).
+        Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
+        TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
+        TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSessions(self, request, context):
-        """Lists sessions of the whole cluster, or of one server.
+        """Lists sessions of the whole cluster, or of one server, sorted by server
+        then name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One session as it is now.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSession(self, request, context):
-        """Renames and retags a session atomically.
+        """Renames and retags a session atomically: all of it applies or none.
+        Errors: SESSION_NAME_TAKEN, INVALID_TAG, TOO_MANY_TAGS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,14 +247,16 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SendInput(self, request, context):
-        """Writes bytes to the session's PTY.
+        """Writes input to the session's PTY. Errors: INPUT_TOO_LARGE,
+        SESSION_EXITED, INPUT_BACKLOG_FULL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetScreen(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The visible screen as it is now. Errors: INVALID_FORMAT.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -225,20 +269,32 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResizeSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Changes the terminal size; the program gets SIGWINCH. Errors:
+        SESSION_EXITED.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AwaitIdle(self, request, context):
-        """Waits until the session has been quiet for timeout_ms.
+        """Waits until the session has settled (see IdleMode) and returns its
+        screen. Errors: IDLE_TIMEOUT (DEADLINE_EXCEEDED) after max_wait_ms,
+        INVALID_FORMAT, INVALID_MODE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RaceIdle(self, request, context):
-        """Streams sessions in scope as they settle, first settled first.
+        """Streams sessions in scope as they settle, first settled first, each
+        generation of a session once. The stream ends OK once max_results
+        results have been sent; otherwise it ends with IDLE_TIMEOUT
+        (DEADLINE_EXCEEDED) after max_wait_ms without a new result (a client
+        that wants to wait longer opens a new race, passing what it has as
+        exclude), or when the client cancels. Errors at the start: NO_SESSIONS
+        (NOT_FOUND) when nothing in scope can settle, TOO_MANY_EXCLUSIONS. A hub
+        races its backends' sessions from the settle transitions their Links
+        push, asking a backend only for a session of its that has settled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,34 +308,40 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetServer(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One server (this one or a backend) by hostname.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddServer(self, request, context):
-        """Registers a backend; it starts CONNECTING.
+        """Registers a backend; it starts CONNECTING, and is saved in the config
+        file when the server has one. Errors: ADDRESS_INVALID, TOKEN_INVALID,
+        SERVER_ALREADY_REGISTERED, TOO_MANY_BACKENDS, IP_NOT_ALLOWED,
+        ADDRESS_UNRESOLVABLE, CONFIG_WRITE_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveServer(self, request, context):
-        """Closes the link to a backend; its sessions keep running there.
+        """Closes the link to a backend; its sessions keep running there. Errors:
+        CANNOT_REMOVE_SELF, CONFIG_WRITE_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReloadConfig(self, request, context):
-        """Reconciles the registered backends with the config file.
+        """Reconciles the registered backends with the config file. Errors:
+        CONFIG_INVALID, TLS_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetServerInfo(self, request, context):
-        """Identity of this server.
+        """Identity and resource use of this server.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -404,7 +466,25 @@ class HubService:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
+
+    The loop. Send input, then wait passing SendInputResponse.generation as
+    AwaitIdleRequest.last_generation: the wait then only ends after activity
+    newer than the input (the program's answer) has settled. Without it, a
+    wait that starts before the program has printed anything may end at once
+    on the quiet before the answer.
+
+    Errors. Every error carries a google.rpc.ErrorInfo whose reason is one of
+    ErrorReason (errors.proto), with the metadata listed there. Any call may
+    also fail with UNAUTHENTICATED, PERMISSION_DENIED (token, ip_access) and
+    RESOURCE_EXHAUSTED (limits), and a call that names a session with
+    SESSION_NOT_FOUND, SERVER_NOT_FOUND, SERVER_UNAVAILABLE or
+    SESSION_AMBIGUOUS; the comments below list the errors particular to each
+    call.
     """
 
     @staticmethod

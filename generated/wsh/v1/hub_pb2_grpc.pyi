@@ -49,7 +49,25 @@ class HubServiceStub:
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
+
+    The loop. Send input, then wait passing SendInputResponse.generation as
+    AwaitIdleRequest.last_generation: the wait then only ends after activity
+    newer than the input (the program's answer) has settled. Without it, a
+    wait that starts before the program has printed anything may end at once
+    on the quiet before the answer.
+
+    Errors. Every error carries a google.rpc.ErrorInfo whose reason is one of
+    ErrorReason (errors.proto), with the metadata listed there. Any call may
+    also fail with UNAUTHENTICATED, PERMISSION_DENIED (token, ip_access) and
+    RESOURCE_EXHAUSTED (limits), and a call that names a session with
+    SESSION_NOT_FOUND, SERVER_NOT_FOUND, SERVER_UNAVAILABLE or
+    SESSION_AMBIGUOUS; the comments below list the errors particular to each
+    call.
     """
 
     @_typing.overload
@@ -57,35 +75,71 @@ class HubServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> HubServiceAsyncStub: ...
     CreateSession: _grpc.UnaryUnaryMultiCallable[_hub_pb2.CreateSessionRequest, _hub_pb2.CreateSessionResponse]
-    """Starts a process on a new PTY."""
+    """Starts a process on a new PTY, on `server` (empty: this server).
+    Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
+    TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
+    TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
+    """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListSessionsRequest, _hub_pb2.ListSessionsResponse]
-    """Lists sessions of the whole cluster, or of one server."""
+    """Lists sessions of the whole cluster, or of one server, sorted by server
+    then name.
+    """
     GetSession: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetSessionRequest, _hub_pb2.GetSessionResponse]
+    """One session as it is now."""
     UpdateSession: _grpc.UnaryUnaryMultiCallable[_hub_pb2.UpdateSessionRequest, _hub_pb2.UpdateSessionResponse]
-    """Renames and retags a session atomically."""
+    """Renames and retags a session atomically: all of it applies or none.
+    Errors: SESSION_NAME_TAKEN, INVALID_TAG, TOO_MANY_TAGS.
+    """
     KillSession: _grpc.UnaryUnaryMultiCallable[_hub_pb2.KillSessionRequest, _hub_pb2.KillSessionResponse]
     """Ends the process group (SIGHUP, SIGTERM, SIGKILL) and forgets the session."""
     SendInput: _grpc.UnaryUnaryMultiCallable[_hub_pb2.SendInputRequest, _hub_pb2.SendInputResponse]
-    """Writes bytes to the session's PTY."""
+    """Writes input to the session's PTY. Errors: INPUT_TOO_LARGE,
+    SESSION_EXITED, INPUT_BACKLOG_FULL.
+    """
     GetScreen: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetScreenRequest, _hub_pb2.GetScreenResponse]
+    """The visible screen as it is now. Errors: INVALID_FORMAT."""
     GetScrollback: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetScrollbackRequest, _hub_pb2.GetScrollbackResponse]
     """Pages over all lines, scrollback then screen, oldest first."""
     ResizeSession: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ResizeSessionRequest, _hub_pb2.ResizeSessionResponse]
+    """Changes the terminal size; the program gets SIGWINCH. Errors:
+    SESSION_EXITED.
+    """
     AwaitIdle: _grpc.UnaryUnaryMultiCallable[_hub_pb2.AwaitIdleRequest, _hub_pb2.AwaitIdleResponse]
-    """Waits until the session has been quiet for timeout_ms."""
+    """Waits until the session has settled (see IdleMode) and returns its
+    screen. Errors: IDLE_TIMEOUT (DEADLINE_EXCEEDED) after max_wait_ms,
+    INVALID_FORMAT, INVALID_MODE.
+    """
     RaceIdle: _grpc.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]
-    """Streams sessions in scope as they settle, first settled first."""
+    """Streams sessions in scope as they settle, first settled first, each
+    generation of a session once. The stream ends OK once max_results
+    results have been sent; otherwise it ends with IDLE_TIMEOUT
+    (DEADLINE_EXCEEDED) after max_wait_ms without a new result (a client
+    that wants to wait longer opens a new race, passing what it has as
+    exclude), or when the client cancels. Errors at the start: NO_SESSIONS
+    (NOT_FOUND) when nothing in scope can settle, TOO_MANY_EXCLUSIONS. A hub
+    races its backends' sessions from the settle transitions their Links
+    push, asking a backend only for a session of its that has settled.
+    """
     ListServers: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]
     """Lists this server first, then every registered backend."""
     GetServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]
+    """One server (this one or a backend) by hostname."""
     AddServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.AddServerRequest, _hub_pb2.AddServerResponse]
-    """Registers a backend; it starts CONNECTING."""
+    """Registers a backend; it starts CONNECTING, and is saved in the config
+    file when the server has one. Errors: ADDRESS_INVALID, TOKEN_INVALID,
+    SERVER_ALREADY_REGISTERED, TOO_MANY_BACKENDS, IP_NOT_ALLOWED,
+    ADDRESS_UNRESOLVABLE, CONFIG_WRITE_FAILED.
+    """
     RemoveServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.RemoveServerRequest, _hub_pb2.RemoveServerResponse]
-    """Closes the link to a backend; its sessions keep running there."""
+    """Closes the link to a backend; its sessions keep running there. Errors:
+    CANNOT_REMOVE_SELF, CONFIG_WRITE_FAILED.
+    """
     ReloadConfig: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ReloadConfigRequest, _hub_pb2.ReloadConfigResponse]
-    """Reconciles the registered backends with the config file."""
+    """Reconciles the registered backends with the config file. Errors:
+    CONFIG_INVALID, TLS_INVALID.
+    """
     GetServerInfo: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetServerInfoRequest, _hub_pb2.GetServerInfoResponse]
-    """Identity of this server."""
+    """Identity and resource use of this server."""
 
 @_typing.type_check_only
 class HubServiceAsyncStub(HubServiceStub):
@@ -111,40 +165,94 @@ class HubServiceAsyncStub(HubServiceStub):
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
+
+    The loop. Send input, then wait passing SendInputResponse.generation as
+    AwaitIdleRequest.last_generation: the wait then only ends after activity
+    newer than the input (the program's answer) has settled. Without it, a
+    wait that starts before the program has printed anything may end at once
+    on the quiet before the answer.
+
+    Errors. Every error carries a google.rpc.ErrorInfo whose reason is one of
+    ErrorReason (errors.proto), with the metadata listed there. Any call may
+    also fail with UNAUTHENTICATED, PERMISSION_DENIED (token, ip_access) and
+    RESOURCE_EXHAUSTED (limits), and a call that names a session with
+    SESSION_NOT_FOUND, SERVER_NOT_FOUND, SERVER_UNAVAILABLE or
+    SESSION_AMBIGUOUS; the comments below list the errors particular to each
+    call.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateSession: _aio.UnaryUnaryMultiCallable[_hub_pb2.CreateSessionRequest, _hub_pb2.CreateSessionResponse]  # type: ignore[assignment]
-    """Starts a process on a new PTY."""
+    """Starts a process on a new PTY, on `server` (empty: this server).
+    Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
+    TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
+    TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
+    """
     ListSessions: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListSessionsRequest, _hub_pb2.ListSessionsResponse]  # type: ignore[assignment]
-    """Lists sessions of the whole cluster, or of one server."""
+    """Lists sessions of the whole cluster, or of one server, sorted by server
+    then name.
+    """
     GetSession: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetSessionRequest, _hub_pb2.GetSessionResponse]  # type: ignore[assignment]
+    """One session as it is now."""
     UpdateSession: _aio.UnaryUnaryMultiCallable[_hub_pb2.UpdateSessionRequest, _hub_pb2.UpdateSessionResponse]  # type: ignore[assignment]
-    """Renames and retags a session atomically."""
+    """Renames and retags a session atomically: all of it applies or none.
+    Errors: SESSION_NAME_TAKEN, INVALID_TAG, TOO_MANY_TAGS.
+    """
     KillSession: _aio.UnaryUnaryMultiCallable[_hub_pb2.KillSessionRequest, _hub_pb2.KillSessionResponse]  # type: ignore[assignment]
     """Ends the process group (SIGHUP, SIGTERM, SIGKILL) and forgets the session."""
     SendInput: _aio.UnaryUnaryMultiCallable[_hub_pb2.SendInputRequest, _hub_pb2.SendInputResponse]  # type: ignore[assignment]
-    """Writes bytes to the session's PTY."""
+    """Writes input to the session's PTY. Errors: INPUT_TOO_LARGE,
+    SESSION_EXITED, INPUT_BACKLOG_FULL.
+    """
     GetScreen: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetScreenRequest, _hub_pb2.GetScreenResponse]  # type: ignore[assignment]
+    """The visible screen as it is now. Errors: INVALID_FORMAT."""
     GetScrollback: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetScrollbackRequest, _hub_pb2.GetScrollbackResponse]  # type: ignore[assignment]
     """Pages over all lines, scrollback then screen, oldest first."""
     ResizeSession: _aio.UnaryUnaryMultiCallable[_hub_pb2.ResizeSessionRequest, _hub_pb2.ResizeSessionResponse]  # type: ignore[assignment]
+    """Changes the terminal size; the program gets SIGWINCH. Errors:
+    SESSION_EXITED.
+    """
     AwaitIdle: _aio.UnaryUnaryMultiCallable[_hub_pb2.AwaitIdleRequest, _hub_pb2.AwaitIdleResponse]  # type: ignore[assignment]
-    """Waits until the session has been quiet for timeout_ms."""
+    """Waits until the session has settled (see IdleMode) and returns its
+    screen. Errors: IDLE_TIMEOUT (DEADLINE_EXCEEDED) after max_wait_ms,
+    INVALID_FORMAT, INVALID_MODE.
+    """
     RaceIdle: _aio.UnaryStreamMultiCallable[_hub_pb2.RaceIdleRequest, _hub_pb2.RaceIdleResponse]  # type: ignore[assignment]
-    """Streams sessions in scope as they settle, first settled first."""
+    """Streams sessions in scope as they settle, first settled first, each
+    generation of a session once. The stream ends OK once max_results
+    results have been sent; otherwise it ends with IDLE_TIMEOUT
+    (DEADLINE_EXCEEDED) after max_wait_ms without a new result (a client
+    that wants to wait longer opens a new race, passing what it has as
+    exclude), or when the client cancels. Errors at the start: NO_SESSIONS
+    (NOT_FOUND) when nothing in scope can settle, TOO_MANY_EXCLUSIONS. A hub
+    races its backends' sessions from the settle transitions their Links
+    push, asking a backend only for a session of its that has settled.
+    """
     ListServers: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]  # type: ignore[assignment]
     """Lists this server first, then every registered backend."""
     GetServer: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]  # type: ignore[assignment]
+    """One server (this one or a backend) by hostname."""
     AddServer: _aio.UnaryUnaryMultiCallable[_hub_pb2.AddServerRequest, _hub_pb2.AddServerResponse]  # type: ignore[assignment]
-    """Registers a backend; it starts CONNECTING."""
+    """Registers a backend; it starts CONNECTING, and is saved in the config
+    file when the server has one. Errors: ADDRESS_INVALID, TOKEN_INVALID,
+    SERVER_ALREADY_REGISTERED, TOO_MANY_BACKENDS, IP_NOT_ALLOWED,
+    ADDRESS_UNRESOLVABLE, CONFIG_WRITE_FAILED.
+    """
     RemoveServer: _aio.UnaryUnaryMultiCallable[_hub_pb2.RemoveServerRequest, _hub_pb2.RemoveServerResponse]  # type: ignore[assignment]
-    """Closes the link to a backend; its sessions keep running there."""
+    """Closes the link to a backend; its sessions keep running there. Errors:
+    CANNOT_REMOVE_SELF, CONFIG_WRITE_FAILED.
+    """
     ReloadConfig: _aio.UnaryUnaryMultiCallable[_hub_pb2.ReloadConfigRequest, _hub_pb2.ReloadConfigResponse]  # type: ignore[assignment]
-    """Reconciles the registered backends with the config file."""
+    """Reconciles the registered backends with the config file. Errors:
+    CONFIG_INVALID, TLS_INVALID.
+    """
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_hub_pb2.GetServerInfoRequest, _hub_pb2.GetServerInfoResponse]  # type: ignore[assignment]
-    """Identity of this server."""
+    """Identity and resource use of this server."""
 
 class HubServiceServicer(metaclass=_abc_1.ABCMeta):
     """What every client talks to.
@@ -169,7 +277,25 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
     sees the change (read-your-writes). Sessions created or changed directly
     on a backend appear on the hub when the backend's Link event arrives: as
     soon as the backend has made the change (milliseconds on a LAN); a backend
-    whose Link is silent for 3 s is marked UNAVAILABLE instead.
+    whose Link is silent for 3 s is marked UNAVAILABLE instead. Several hubs
+    may share the same backends (docs/HUBS.md): a change made through one hub
+    reaches the others on the backend's Link the same way. A hub started with
+    `--no-local-sessions` refuses a CreateSession that would create the
+    session on the hub itself (FAILED_PRECONDITION, SERVER_REQUIRED).
+
+    The loop. Send input, then wait passing SendInputResponse.generation as
+    AwaitIdleRequest.last_generation: the wait then only ends after activity
+    newer than the input (the program's answer) has settled. Without it, a
+    wait that starts before the program has printed anything may end at once
+    on the quiet before the answer.
+
+    Errors. Every error carries a google.rpc.ErrorInfo whose reason is one of
+    ErrorReason (errors.proto), with the metadata listed there. Any call may
+    also fail with UNAUTHENTICATED, PERMISSION_DENIED (token, ip_access) and
+    RESOURCE_EXHAUSTED (limits), and a call that names a session with
+    SESSION_NOT_FOUND, SERVER_NOT_FOUND, SERVER_UNAVAILABLE or
+    SESSION_AMBIGUOUS; the comments below list the errors particular to each
+    call.
     """
 
     @_abc_1.abstractmethod
@@ -178,7 +304,11 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.CreateSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.CreateSessionResponse, _abc.Awaitable[_hub_pb2.CreateSessionResponse]]:
-        """Starts a process on a new PTY."""
+        """Starts a process on a new PTY, on `server` (empty: this server).
+        Errors: SESSION_NAME_TAKEN, INVALID_SESSION_NAME, INVALID_TAG,
+        TOO_MANY_TAGS, INVALID_CWD, INVALID_ENV, INVALID_COMMAND,
+        TOO_MANY_SESSIONS, SPAWN_FAILED, SERVER_REQUIRED.
+        """
 
     @_abc_1.abstractmethod
     def ListSessions(
@@ -186,14 +316,17 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.ListSessionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.ListSessionsResponse, _abc.Awaitable[_hub_pb2.ListSessionsResponse]]:
-        """Lists sessions of the whole cluster, or of one server."""
+        """Lists sessions of the whole cluster, or of one server, sorted by server
+        then name.
+        """
 
     @_abc_1.abstractmethod
     def GetSession(
         self,
         request: _hub_pb2.GetSessionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hub_pb2.GetSessionResponse, _abc.Awaitable[_hub_pb2.GetSessionResponse]]: ...
+    ) -> _typing.Union[_hub_pb2.GetSessionResponse, _abc.Awaitable[_hub_pb2.GetSessionResponse]]:
+        """One session as it is now."""
 
     @_abc_1.abstractmethod
     def UpdateSession(
@@ -201,7 +334,9 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.UpdateSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.UpdateSessionResponse, _abc.Awaitable[_hub_pb2.UpdateSessionResponse]]:
-        """Renames and retags a session atomically."""
+        """Renames and retags a session atomically: all of it applies or none.
+        Errors: SESSION_NAME_TAKEN, INVALID_TAG, TOO_MANY_TAGS.
+        """
 
     @_abc_1.abstractmethod
     def KillSession(
@@ -217,14 +352,17 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.SendInputRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.SendInputResponse, _abc.Awaitable[_hub_pb2.SendInputResponse]]:
-        """Writes bytes to the session's PTY."""
+        """Writes input to the session's PTY. Errors: INPUT_TOO_LARGE,
+        SESSION_EXITED, INPUT_BACKLOG_FULL.
+        """
 
     @_abc_1.abstractmethod
     def GetScreen(
         self,
         request: _hub_pb2.GetScreenRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hub_pb2.GetScreenResponse, _abc.Awaitable[_hub_pb2.GetScreenResponse]]: ...
+    ) -> _typing.Union[_hub_pb2.GetScreenResponse, _abc.Awaitable[_hub_pb2.GetScreenResponse]]:
+        """The visible screen as it is now. Errors: INVALID_FORMAT."""
 
     @_abc_1.abstractmethod
     def GetScrollback(
@@ -239,7 +377,10 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _hub_pb2.ResizeSessionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hub_pb2.ResizeSessionResponse, _abc.Awaitable[_hub_pb2.ResizeSessionResponse]]: ...
+    ) -> _typing.Union[_hub_pb2.ResizeSessionResponse, _abc.Awaitable[_hub_pb2.ResizeSessionResponse]]:
+        """Changes the terminal size; the program gets SIGWINCH. Errors:
+        SESSION_EXITED.
+        """
 
     @_abc_1.abstractmethod
     def AwaitIdle(
@@ -247,7 +388,10 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.AwaitIdleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.AwaitIdleResponse, _abc.Awaitable[_hub_pb2.AwaitIdleResponse]]:
-        """Waits until the session has been quiet for timeout_ms."""
+        """Waits until the session has settled (see IdleMode) and returns its
+        screen. Errors: IDLE_TIMEOUT (DEADLINE_EXCEEDED) after max_wait_ms,
+        INVALID_FORMAT, INVALID_MODE.
+        """
 
     @_abc_1.abstractmethod
     def RaceIdle(
@@ -255,7 +399,16 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.RaceIdleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_hub_pb2.RaceIdleResponse], _abc.AsyncIterator[_hub_pb2.RaceIdleResponse]]:
-        """Streams sessions in scope as they settle, first settled first."""
+        """Streams sessions in scope as they settle, first settled first, each
+        generation of a session once. The stream ends OK once max_results
+        results have been sent; otherwise it ends with IDLE_TIMEOUT
+        (DEADLINE_EXCEEDED) after max_wait_ms without a new result (a client
+        that wants to wait longer opens a new race, passing what it has as
+        exclude), or when the client cancels. Errors at the start: NO_SESSIONS
+        (NOT_FOUND) when nothing in scope can settle, TOO_MANY_EXCLUSIONS. A hub
+        races its backends' sessions from the settle transitions their Links
+        push, asking a backend only for a session of its that has settled.
+        """
 
     @_abc_1.abstractmethod
     def ListServers(
@@ -270,7 +423,8 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _hub_pb2.GetServerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hub_pb2.GetServerResponse, _abc.Awaitable[_hub_pb2.GetServerResponse]]: ...
+    ) -> _typing.Union[_hub_pb2.GetServerResponse, _abc.Awaitable[_hub_pb2.GetServerResponse]]:
+        """One server (this one or a backend) by hostname."""
 
     @_abc_1.abstractmethod
     def AddServer(
@@ -278,7 +432,11 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.AddServerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.AddServerResponse, _abc.Awaitable[_hub_pb2.AddServerResponse]]:
-        """Registers a backend; it starts CONNECTING."""
+        """Registers a backend; it starts CONNECTING, and is saved in the config
+        file when the server has one. Errors: ADDRESS_INVALID, TOKEN_INVALID,
+        SERVER_ALREADY_REGISTERED, TOO_MANY_BACKENDS, IP_NOT_ALLOWED,
+        ADDRESS_UNRESOLVABLE, CONFIG_WRITE_FAILED.
+        """
 
     @_abc_1.abstractmethod
     def RemoveServer(
@@ -286,7 +444,9 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.RemoveServerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.RemoveServerResponse, _abc.Awaitable[_hub_pb2.RemoveServerResponse]]:
-        """Closes the link to a backend; its sessions keep running there."""
+        """Closes the link to a backend; its sessions keep running there. Errors:
+        CANNOT_REMOVE_SELF, CONFIG_WRITE_FAILED.
+        """
 
     @_abc_1.abstractmethod
     def ReloadConfig(
@@ -294,7 +454,9 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.ReloadConfigRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.ReloadConfigResponse, _abc.Awaitable[_hub_pb2.ReloadConfigResponse]]:
-        """Reconciles the registered backends with the config file."""
+        """Reconciles the registered backends with the config file. Errors:
+        CONFIG_INVALID, TLS_INVALID.
+        """
 
     @_abc_1.abstractmethod
     def GetServerInfo(
@@ -302,6 +464,6 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_pb2.GetServerInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_pb2.GetServerInfoResponse, _abc.Awaitable[_hub_pb2.GetServerInfoResponse]]:
-        """Identity of this server."""
+        """Identity and resource use of this server."""
 
 def add_HubServiceServicer_to_server(servicer: HubServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,22 +27,33 @@ class _SessionState:
 class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SESSION_STATE_UNSPECIFIED: _SessionState.ValueType  # 0
+    """Never sent."""
     SESSION_STATE_RUNNING: _SessionState.ValueType  # 1
     """The process is alive."""
     SESSION_STATE_EXITED: _SessionState.ValueType  # 2
     """The process has exited; screen and scrollback stay readable until the
-    session is killed or its retention time passes.
+    session is killed or its retention time passes (the server's
+    --exited-retention, default 300 s).
     """
 
 class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper):
-    """Lifecycle state of a session's process."""
+    """Integer types, for JSON clients: generations and byte counts are 64-bit
+    (JSON strings: they may grow past 2^53); everything else (dimensions, line
+    indexes and counts, milliseconds, counts of things) is 32-bit (JSON
+    numbers). Milliseconds since an event saturate at 4294967295 (49.7 days).
+    Points in time are Timestamps; spans that may exceed that are Durations.
+
+    Lifecycle state of a session's process.
+    """
 
 SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
+"""Never sent."""
 SESSION_STATE_RUNNING: SessionState.ValueType  # 1
 """The process is alive."""
 SESSION_STATE_EXITED: SessionState.ValueType  # 2
 """The process has exited; screen and scrollback stay readable until the
-session is killed or its retention time passes.
+session is killed or its retention time passes (the server's
+--exited-retention, default 300 s).
 """
 Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
 
@@ -100,12 +111,17 @@ class Session(_message.Message):
     pid: _builtins.int
     """Process id of the session's leader on its server."""
     rows: _builtins.int
+    """Terminal height in rows, 1-1000."""
     cols: _builtins.int
+    """Terminal width in columns, 1-1000."""
     state: Global___SessionState.ValueType
+    """Whether the process is alive."""
     exit_code: _builtins.int
     """Set once the process has exited. Negative: killed by that signal."""
     generation: _builtins.int
-    """Bumped by every output chunk and every input."""
+    """Bumped by every output chunk and every input; pass it back as
+    last_generation to wait for what comes after.
+    """
     last_activity_ms: _builtins.int
     """Milliseconds since the last output or input."""
     cwd: _builtins.str
@@ -123,10 +139,14 @@ class Session(_message.Message):
     """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Sorted ascending, no duplicates."""
+        """Sorted ascending, no duplicates; at most 64, each following the
+        session-name rule.
+        """
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the session was created."""
+
     def __init__(
         self,
         *,
@@ -201,19 +221,29 @@ class StyledSpan(_message.Message):
     STRIKETHROUGH_FIELD_NUMBER: _builtins.int
     BLINK_FIELD_NUMBER: _builtins.int
     text: _builtins.str
+    """The cells' characters."""
     bold: _builtins.bool
+    """SGR 1."""
     italic: _builtins.bool
+    """SGR 3."""
     underline: _builtins.bool
+    """SGR 4."""
     inverse: _builtins.bool
+    """SGR 7: foreground and background swapped."""
     faint: _builtins.bool
+    """SGR 2."""
     strikethrough: _builtins.bool
+    """SGR 9."""
     blink: _builtins.bool
+    """SGR 5."""
     @_builtins.property
     def fg(self) -> Global___Color:
-        """Unset: the terminal's default colour."""
+        """Foreground colour; unset: the terminal's default."""
 
     @_builtins.property
-    def bg(self) -> Global___Color: ...
+    def bg(self) -> Global___Color:
+        """Background colour; unset: the terminal's default."""
+
     def __init__(
         self,
         *,
@@ -244,7 +274,9 @@ class StyledLine(_message.Message):
 
     SPANS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def spans(self) -> _containers.RepeatedCompositeFieldContainer[Global___StyledSpan]: ...
+    def spans(self) -> _containers.RepeatedCompositeFieldContainer[Global___StyledSpan]:
+        """The line's runs, left to right."""
+
     def __init__(
         self,
         *,
@@ -260,7 +292,7 @@ Global___StyledLine: _TypeAlias = StyledLine  # noqa: Y015
 
 @_typing.final
 class Cursor(_message.Message):
-    """Cursor position, zero-based, within the visible screen."""
+    """Cursor position within the visible screen."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -268,8 +300,11 @@ class Cursor(_message.Message):
     COL_FIELD_NUMBER: _builtins.int
     VISIBLE_FIELD_NUMBER: _builtins.int
     row: _builtins.int
+    """Zero-based row."""
     col: _builtins.int
+    """Zero-based column."""
     visible: _builtins.bool
+    """False while the program has hidden the cursor (DECTCEM)."""
     def __init__(
         self,
         *,
@@ -302,7 +337,9 @@ class Screen(_message.Message):
     GENERATION_FIELD_NUMBER: _builtins.int
     STYLES_TRUNCATED_FIELD_NUMBER: _builtins.int
     rows: _builtins.int
+    """Height in rows."""
     cols: _builtins.int
+    """Width in columns."""
     alternate_screen: _builtins.bool
     """True while the program uses the alternate screen (vi, less, htop...)."""
     first_line_index: _builtins.int
@@ -324,7 +361,9 @@ class Screen(_message.Message):
         """Each visible row as spans (STYLED format)."""
 
     @_builtins.property
-    def cursor(self) -> Global___Cursor: ...
+    def cursor(self) -> Global___Cursor:
+        """Where the cursor is."""
+
     def __init__(
         self,
         *,
@@ -357,7 +396,6 @@ class Idle(_message.Message):
     SERVER_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
     SCREEN_FIELD_NUMBER: _builtins.int
-    SCROLLBACK_LINES_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_MS_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
@@ -369,9 +407,8 @@ class Idle(_message.Message):
     """Hostname of the server that owns it."""
     generation: _builtins.int
     """Generation at which it settled; pass back as last_generation."""
-    scrollback_lines: _builtins.int
-    """Scrollback lines plus visible rows."""
     last_activity_ms: _builtins.int
+    """Milliseconds since the last output or input, as it was answered."""
     exit_code: _builtins.int
     """Set once the process has exited (the session can never change again).
     Negative: killed by that signal.
@@ -391,7 +428,9 @@ class Idle(_message.Message):
     quiet instead.
     """
     @_builtins.property
-    def screen(self) -> Global___Screen: ...
+    def screen(self) -> Global___Screen:
+        """The screen as it settled (lines and total_lines count the scrollback)."""
+
     def __init__(
         self,
         *,
@@ -399,7 +438,6 @@ class Idle(_message.Message):
         server: _builtins.str = ...,
         generation: _builtins.int = ...,
         screen: Global___Screen | None = ...,
-        scrollback_lines: _builtins.int = ...,
         last_activity_ms: _builtins.int = ...,
         exit_code: _builtins.int | None = ...,
         ready: _builtins.bool = ...,
@@ -408,7 +446,7 @@ class Idle(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "screen", b"screen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "foreground", b"foreground", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "ready", b"ready", "ready_unknown", b"ready_unknown", "screen", b"screen", "scrollback_lines", b"scrollback_lines", "server", b"server", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "foreground", b"foreground", "generation", b"generation", "last_activity_ms", b"last_activity_ms", "ready", b"ready", "ready_unknown", b"ready_unknown", "screen", b"screen", "server", b"server", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
