@@ -137,19 +137,18 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         # converted to protobuf once per change, not once per call.
         tags = frozenset(check_tags(list(request.tags)))
         backend = self.route(request.server)
+        response = hub_pb2.ListSessionsResponse()
         if backend is not None:
             backends = [backend]
-            sessions = []
         else:
             backends = [] if request.server else list(self.registry)
-            sessions = self._listing.listing(tags)
-        missing = []
+            response.MergeFrom(self._listing.listing(tags))
         for remote_backend in backends:
             if remote_backend.healthy:
-                sessions.extend(self._inventory.sessions(remote_backend, tags))
+                response.MergeFrom(self._inventory.listing(remote_backend, tags))
             else:
-                missing.append(self._backend_server(remote_backend))
-        return hub_pb2.ListSessionsResponse(sessions=sessions, missing_servers=missing)
+                response.missing_servers.append(self._backend_server(remote_backend))
+        return response
 
     @routed(routing.session_answer)
     async def GetSession(
