@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # killed backend closes its connection, and HTTP/2 keepalive (CHANNEL_OPTIONS)
 # notices a stopped (SIGSTOP: 1.1 s, was 3.0 s by heartbeats) or cut-off
 # (1.9 s) one. A round trip every second cost an idle hub 0.65 ms of CPU per
-# backend per second; every 5 s, 0.03 ms (bench/scale.py, 64 backends).
+# backend per second; every 5 s, 0.03 ms (64 backends; bench/RESULTS.md).
 HEARTBEAT_INTERVAL_S = 5.0
 # Silence longer than this on the Link stream marks the backend UNAVAILABLE:
 # two heartbeats missed. Activity comes on the backend's own schedule between
