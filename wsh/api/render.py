@@ -259,16 +259,20 @@ class InventoryRenderer:
             weakref.WeakKeyDictionary()
         )
 
-    def _parts(self, backend: Backend, tags: frozenset[str]) -> list[types_pb2.Session]:
+    def sessions(self, backend: Backend, tags: frozenset[str]) -> list[types_pb2.Session]:
+        """The backend's sessions having any of ``tags`` (all when empty), each
+        with its idle time now: shared, not to be changed by the caller."""
         cache = self._cache.setdefault(backend, {})
         if len(cache) > 2 * len(backend.sessions) + 16:
             for gone in cache.keys() - backend.sessions.keys():
                 del cache[gone]
+        now = time.monotonic()
         out = []
         for info in backend.sessions_matching(tags):
             hit = cache.get(info.name)
             if hit is None or hit[0] is not info:
                 hit = cache[info.name] = (info, convert.session_to_pb(info))
+            hit[1].last_activity_ms = backend.idle_ms(info.name, now)
             out.append(hit[1])
         return out
 
@@ -278,7 +282,7 @@ class InventoryRenderer:
         blocks = self._blocks.setdefault(backend, {})
         block = blocks.get(tags)
         if block is None or block.revision != backend.revision:
-            block = _block(blocks, tags, self._parts(backend, tags))
+            block = _block(blocks, tags, self.sessions(backend, tags))
             block.revision = backend.revision
             block.names = [part.name for part in block.parts]
         _stamp(block.rows, map(backend.active_at.__getitem__, block.names))
