@@ -19,7 +19,9 @@ Run as ``python -m tests.fake_backend CONFIG_JSON``; it serves on
 ``calls``
     a file to which every HubService call is appended, one method a line.
 ``activity``
-    ``SessionActivity`` entries (as dicts) sent with every heartbeat ack.
+    ``SessionActivity`` entries (as dicts) sent with every heartbeat ack, and
+    every 0.5 s on its own, as a backend reports activity between the hub's
+    heartbeats.
 ``headers``
     a file to which the request id and trace headers of every GetSession are
     appended, one JSON object a line.
@@ -107,6 +109,14 @@ class FakeLink(backend_pb2_grpc.BackendServiceServicer):
             )
         return backend_pb2.LinkResponse(inventory=inventory)
 
+    async def report(self, outgoing: asyncio.Queue[backend_pb2.LinkResponse]) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            beat = backend_pb2.Heartbeat()
+            for entry in self.config.get("activity", ()):
+                json_format.ParseDict(entry, beat.activity.add())
+            outgoing.put_nowait(backend_pb2.LinkResponse(heartbeat=beat))
+
     async def Link(
         self, request_iterator: AsyncIterator[backend_pb2.LinkRequest], context: Any
     ) -> AsyncIterator[backend_pb2.LinkResponse]:
@@ -136,6 +146,9 @@ class FakeLink(backend_pb2_grpc.BackendServiceServicer):
                 await asyncio.sleep(3600)
                 return
             yield self.inventory()
+            if self.config.get("activity"):
+                reporter = asyncio.get_running_loop().create_task(self.report(outgoing))
+                reader.add_done_callback(lambda _: reporter.cancel())
             if self.mode == "flood":
                 template = backend_pb2.LinkResponse(
                     event=backend_pb2.SessionEvent(upsert=session("flood", self.hostname))

@@ -97,6 +97,20 @@ def parse(*argv: str) -> argparse.Namespace:
                 "quiet_ms": 50,
             },
         ),
+        (["race", "--count", "3"], "waiting.race", {"count": 3, "exclude": []}),
+        (
+            [
+                "race",
+                "--exclude",
+                "b1/a@3",
+                "--exclude",
+                "x.y@0",
+                "--exclude",
+                "/z@18446744073709551615",
+            ],
+            "waiting.race",
+            {"exclude": [("b1", "a", 3), ("", "x.y", 0), ("", "z", 2**64 - 1)]},
+        ),
         (["run", "s", r"make\n", "--quiet-ms", "800"], "waiting.run", {"quiet_ms": 800}),
         (["kill", "s"], "sessions.kill", {"name": "s"}),
         (["rename", "s", "t"], "sessions.rename", {"name": "s", "new_name": "t"}),
@@ -169,6 +183,11 @@ def test_tls_options_parse() -> None:
         ["list", "--deadline-s", "0"],
         ["list", "--timeout", "0"],
         ["servers", "frobnicate"],
+        ["race", "--exclude", "a"],
+        ["race", "--exclude", "b1/@3"],
+        ["race", "--exclude", "a@"],
+        ["race", "--exclude", "a@-1"],
+        ["race", "--exclude", "a@x"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

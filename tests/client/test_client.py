@@ -648,6 +648,8 @@ async def test_race_exclude_takes_idles_tuples_and_messages(served: Served) -> N
     async with AsyncClient(served.addr) as ac:
         await asyncio.wait_for(ac.race_first(tags=["t"], exclude=iter([("h3", "d", 2)])), WAIT)
     sync_request, async_request = served.hub.requests
+    # race_first asks the server for one result, unless told otherwise.
+    assert sync_request.max_results == async_request.max_results == 1
     assert list(sync_request.exclude) == [
         hub_pb2.RaceExclusion(server="h1", session="a", generation=7),
         hub_pb2.RaceExclusion(server="", session="b", generation=4),

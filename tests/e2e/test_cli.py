@@ -342,3 +342,30 @@ def test_race_count_streams_until_that_many_settled(server: ServerProc) -> None:
     ]
     for name in ("cnt-a", "cnt-b", "cnt-c"):
         ok(server, "kill", name)
+
+
+def test_race_count_fails_when_fewer_settle_within_max_wait(server: ServerProc) -> None:
+    for name in ("few-a", "few-b"):
+        ok(server, "create", name, "--tag", "few", "--command", "cat")
+    done = wsh(
+        server,
+        "--json",
+        "race",
+        "--tag",
+        "few",
+        "--count",
+        "3",
+        "--quiet-ms",
+        "100",
+        "--max-wait-ms",
+        "1500",
+    )
+    # Both that settled are shown, then the race's timeout: 2 of 3 is no success.
+    assert done.returncode == 4, done.stderr
+    assert sorted(json.loads(line)["session"] for line in done.stdout.splitlines()) == [
+        "few-a",
+        "few-b",
+    ]
+    assert json.loads(done.stderr)["reason"] == "IDLE_TIMEOUT"
+    for name in ("few-a", "few-b"):
+        ok(server, "kill", name)

@@ -862,3 +862,29 @@ def test_list_servers_fields_and_unavailable_backends(fed: Fed, tmp_path: Path) 
             if proc.addr and proc.url in addresses(hub):
                 remove(hub, proc.url)
         stop_all(extra, doomed)
+
+
+# A stopped backend's kernel still acknowledges TCP and gRPC waits 60 s for a
+# keepalive ping's ack, so the hub's heartbeats notice it (HEARTBEAT_MISS_S,
+# 3 s). The bound leaves room for a loaded 2-core machine.
+STOP_NOTICED_S = 8.0
+
+
+def test_stopped_backend_is_noticed_and_heals(fed: Fed, tmp_path: Path) -> None:
+    hub = fed.stub
+    frozen = ServerProc("fed-frozen", "--config", str(tmp_path / "frozen.toml"))
+    try:
+        frozen.start()
+        assert add(hub, frozen.url).health == HEALTHY
+        assert frozen.proc is not None
+        frozen.proc.send_signal(signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            wait_health(hub, UNAVAILABLE, hostname="fed-frozen", timeout=STOP_NOTICED_S)
+            print(f"stopped backend noticed in {time.monotonic() - stopped:.2f}s")
+        finally:
+            frozen.proc.send_signal(signal.SIGCONT)
+        wait_health(hub, HEALTHY, hostname="fed-frozen", timeout=15)
+        remove(hub, frozen.url)
+    finally:
+        stop_all(frozen)

@@ -8,6 +8,9 @@ sessions in N calls.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from tests.calls import RPC_TIMEOUT, create, expect_error, kill, send
 from tests.cluster import Cluster, wait_until
 from tests.fakes import FakeBackend, session_dict
 from tests.procs import error_metadata, error_reason
+from wsh.client import Client
 from wsh.v1 import hub_pb2, hub_pb2_grpc, types_pb2
 
 pytestmark = pytest.mark.e2e
@@ -231,3 +235,35 @@ def test_max_results_ends_the_stream_ok_and_timeouts_say_their_bound(
     assert error_metadata(waited.value) == {"max_wait_ms": "300", "session": "m-one"}
     for server, name in (("", "m-hub"), ("build-1", "m-one"), ("build-2", "m-two")):
         kill(hub, name, server)
+
+
+def test_sdk_race_first_loop_and_cli_exclude_collect_each_session_once(
+    hub: hub_pb2_grpc.HubServiceStub, cluster: Cluster
+) -> None:
+    placed = {("hub", "sdk-hub"), ("build-1", "sdk-one"), ("build-2", "sdk-two")}
+    for server, name in placed:
+        create(hub, name, server if server != "hub" else "", command="cat", tags=["sdktag"])
+    with Client(cluster.hub.addr, timeout=RPC_TIMEOUT) as wsh:
+        collected: list[types_pb2.Idle] = []
+        for _ in placed:
+            collected.append(wsh.race_first(tags=["sdktag"], timeout_ms=100, exclude=collected))
+        assert {(i.server, i.session) for i in collected} == placed
+        # Tuples too; one session left in the race.
+        left = collected.pop()
+        tuples = [(i.server, i.session, i.generation) for i in collected]
+        again = wsh.race_first(tags=["sdktag"], timeout_ms=100, exclude=tuples)
+        assert (again.server, again.session) == (left.server, left.session)
+    # The CLI takes them as SERVER/SESSION@GEN.
+    done = subprocess.run(
+        [sys.executable, "-m", "wsh", "--addr", cluster.hub.addr, "--json", "race"]
+        + ["--tag", "sdktag", "--quiet-ms", "100", "--max-wait-ms", "1000"]
+        + [f"--exclude={s}/{n}@{g}" for s, n, g in tuples]
+        + [f"--exclude={left.server}/{left.session}@{left.generation}"],
+        capture_output=True,
+        text=True,
+        timeout=RPC_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 4 and json.loads(done.stderr)["reason"] == "IDLE_TIMEOUT", done
+    for server, name in placed:
+        kill(hub, name, server if server != "hub" else "")

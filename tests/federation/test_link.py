@@ -8,12 +8,14 @@ so that heartbeat and silence rules show in well under a second.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import pytest
 
+from wsh.api import backend as backend_module
 from wsh.api.backend import BackendServicer
 from wsh.api.limits import StreamLimits
 from wsh.federation import link as link_module
@@ -22,6 +24,7 @@ from wsh.federation.ip_access import IpAccess
 from wsh.federation.link import BackendLink, TlsFiles
 from wsh.federation.registry import Backend, Health, Registry
 from wsh.identity import ServerIdentity
+from wsh.server import GRPC_SERVER_OPTIONS
 from wsh.sessions.manager import SessionManager
 from wsh.v1 import backend_pb2, backend_pb2_grpc
 
@@ -43,7 +46,8 @@ def fast_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def serve(servicer: backend_pb2_grpc.BackendServiceServicer) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server()
+    # A wsh server's options: gRPC's defaults end a Link with "Too many pings".
+    server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
     backend_pb2_grpc.add_BackendServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -139,3 +143,64 @@ async def test_a_link_back_to_this_hub_is_rejected_for_good() -> None:
     finally:
         await link.close()
         await server.stop(None)
+
+
+async def test_activity_comes_between_heartbeats_and_only_when_it_changed(
+    real_backend: tuple[SessionManager, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions, port = real_backend
+    # No heartbeat after the first one for the whole test: activity comes on
+    # the backend's own schedule.
+    monkeypatch.setattr(link_module, "HEARTBEAT_INTERVAL_S", 60.0)
+    monkeypatch.setattr(link_module, "HEARTBEAT_MISS_S", 120.0)
+    monkeypatch.setattr(backend_module, "ACTIVITY_INTERVAL_S", 0.05)
+    session = sessions.create(name="typed", command="cat")
+    registry = Registry("hub")
+    link = await linked(port, registry, ServerIdentity("hub"))
+    backend = registry.find(address=f"http://127.0.0.1:{port}")
+    try:
+        await until(registry, lambda: backend.healthy)
+        async with asyncio.timeout(WAIT_S):
+            for _ in itertools.count():  # the first heartbeat's round trip is over
+                if backend.latency_ms > 0:
+                    break
+                await asyncio.sleep(0.01)
+        generation = session.send(b"hello\n")
+        # Activity changes no inventory, so the registry's counter does not move: poll.
+        async with asyncio.timeout(WAIT_S):
+            for _ in itertools.count():
+                if backend.sessions["typed"].generation >= generation:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        await link.close()
+
+
+async def test_an_idle_backend_reports_no_activity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "ACTIVITY_INTERVAL_S", 0.01)
+    sessions = SessionManager("be")
+    servicer = BackendServicer(ServerIdentity("be"), sessions, StreamLimits())
+    session = sessions.create(name="quiet", command="cat")
+    pushed: list[backend_pb2.LinkResponse | None] = []
+    arrived = asyncio.Event()
+
+    def push(msg: backend_pb2.LinkResponse | None) -> None:
+        pushed.append(msg)
+        arrived.set()
+
+    reporter = asyncio.get_running_loop().create_task(servicer._report_activity(push))
+    try:
+        await asyncio.wait_for(arrived.wait(), WAIT_S)  # the new session's first report
+        arrived.clear()
+        await asyncio.sleep(0.3)  # 30 intervals
+        assert len(pushed) == 1, pushed
+        generation = session.send(b"x")
+        await asyncio.wait_for(arrived.wait(), WAIT_S)
+        assert pushed[1] is not None
+        [activity] = pushed[1].heartbeat.activity
+        assert activity.name == "quiet" and activity.generation >= generation
+        assert pushed[1].heartbeat.ack_seq == 0
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+        await sessions.close_all()

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 # Inventory changes a slow hub may fall behind by before its Link is ended;
 # it reconnects and gets a fresh inventory instead of an unbounded queue here.
 MAX_BACKLOG = 4096
+# How often the sessions whose activity changed are reported to the hub, on
+# the backend's own schedule: only when something changed, so that an idle
+# backend sends nothing between the hub's heartbeats (see HEARTBEAT_INTERVAL_S
+# in federation/link.py), while a listing on the hub stays this fresh.
+ACTIVITY_INTERVAL_S = 1.0
 
 
 class _Overflow:
@@ -172,9 +177,11 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         self._pushers.add(push)
         if self._stops_at is not None:
             push(self._draining())  # sent after the inventory, as the queue is
-        reader = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(
             self._answer_heartbeats(requests, push), name="link-heartbeat-reader"
         )
+        reporter = loop.create_task(self._report_activity(push), name="link-activity")
         try:
             yield backend_pb2.LinkResponse(inventory=inventory)
             while True:
@@ -194,9 +201,10 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
             unsubscribe()
             for handle in flushing:
                 handle.cancel()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            for task in (reader, reporter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _answer_heartbeats(
         self,
@@ -204,18 +212,25 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
         push: Callable[[backend_pb2.LinkResponse | None], None],
     ) -> None:
         seq = 0
-        # Session name -> (generation, ready, foreground) last reported.
-        reported: dict[str, tuple[int, bool, str]] = {}
         async for msg in requests:
             if msg.WhichOneof("message") == "heartbeat":
                 seq += 1
-                ack = backend_pb2.Heartbeat(
-                    seq=seq,
-                    ack_seq=msg.heartbeat.seq,
-                    activity=self._activity_since(reported),
-                )
+                ack = backend_pb2.Heartbeat(seq=seq, ack_seq=msg.heartbeat.seq)
                 push(backend_pb2.LinkResponse(heartbeat=ack))
         push(None)
+
+    async def _report_activity(
+        self, push: Callable[[backend_pb2.LinkResponse | None], None]
+    ) -> None:
+        """Every ACTIVITY_INTERVAL_S, a heartbeat of the activity that changed,
+        if any (with ``ack_seq`` 0: it answers none of the hub's)."""
+        # Session name -> (generation, ready, foreground) last reported.
+        reported: dict[str, tuple[int, bool, str]] = {}
+        while True:
+            await asyncio.sleep(ACTIVITY_INTERVAL_S)
+            changed = self._activity_since(reported)
+            if changed:
+                push(backend_pb2.LinkResponse(heartbeat=backend_pb2.Heartbeat(activity=changed)))
 
     def _activity_since(
         self, reported: dict[str, tuple[int, bool, str]]

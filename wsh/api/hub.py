@@ -12,7 +12,7 @@ from wsh.api import attach, remote, routing
 from wsh.api.limits import StreamLimits
 from wsh.api.metrics import Metrics
 from wsh.api.race import ClusterRace, RaceScope
-from wsh.api.render import InventoryRenderer, ScreenRenderer
+from wsh.api.render import InventoryRenderer, ScreenRenderer, SessionRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
 from wsh.api.watch import Watcher, Watches
@@ -65,6 +65,7 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self._client_span = client_span
         # Shutting down with a drain period: no new sessions here.
         self.draining = False
+        self._listing = SessionRenderer(sessions)
         self._watches = Watches(
             identity.hostname,
             sessions,
@@ -161,22 +162,22 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
     ) -> hub_pb2.ListSessionsResponse:
         # Backends' sessions come from their Link inventories, which every
         # change and every heartbeat keep current, so listing the cluster
-        # costs no call to any backend.
+        # costs no call to any backend; local and remote sessions alike are
+        # converted to protobuf once per change, not once per call.
         tags = frozenset(check_tags(list(request.tags)))
         backend = self.route(request.server)
+        response = hub_pb2.ListSessionsResponse()
         if backend is not None:
             backends = [backend]
-            sessions = []
         else:
             backends = [] if request.server else list(self.registry)
-            sessions = [self._session_pb(s) for s in self._sessions.matching(tags)]
-        missing = []
+            response.MergeFrom(self._listing.listing(tags))
         for remote_backend in backends:
             if remote_backend.healthy:
-                sessions.extend(self._inventory.sessions(remote_backend, tags))
+                response.MergeFrom(self._inventory.listing(remote_backend, tags))
             else:
-                missing.append(self._backend_server(remote_backend))
-        return hub_pb2.ListSessionsResponse(sessions=sessions, missing_servers=missing)
+                response.missing_servers.append(self._backend_server(remote_backend))
+        return response
 
     @routed(routing.session_answer)
     async def GetSession(

@@ -73,6 +73,18 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _exclusion(text: str) -> tuple[str, str, int]:
+    """``[SERVER/]SESSION@GEN``: neither hostnames nor session names hold '/' or '@'."""
+    where, sep, generation = text.rpartition("@")
+    server, _, session = where.rpartition("/")
+    try:
+        if sep and session:
+            return server, session, _uint64(generation)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected [SERVER/]SESSION@GENERATION, got {text!r}")
+
+
 class RenamedOption(argparse.Action):
     """An old option name: hidden from --help, still works, says its new name on stderr."""
 
@@ -359,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         waiting.race,
         "print the first session to go quiet (idle)",
         IDLE_EPILOG + "\nWith --all the stream ends, exit status 0, once nothing more goes idle\n"
-        "within --max-wait-ms.\n",
+        "within --max-wait-ms. With --count N it ends once N different sessions have\n"
+        "settled, or fails with IDLE_TIMEOUT if they have not within --max-wait-ms: one\n"
+        "stream collects N sessions, where N calls of a race for the first would report\n"
+        "the fastest again and again.\n",
     )
     _add_tags(sub, "sessions having any of these")
     _add_server_option(sub, "only this server's sessions (default: whole cluster)")
@@ -368,6 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--last-session", default="", help="skip it until it moves past --last-generation"
     )
     sub.add_argument("--last-server", default="", help="server of --last-session")
+    sub.add_argument(
+        "--exclude",
+        action="append",
+        type=_exclusion,
+        default=[],
+        metavar="[SERVER/]SESSION@GEN",
+        help="skip that session until its generation moves past GEN, for good if it exited "
+        "(repeatable; the server and generation a race printed)",
+    )
     sub.add_argument("--all", action="store_true", help="keep printing sessions as they settle")
     _add_count(
         sub, "--count", "N", "keep printing sessions as they settle until N different ones have"

@@ -441,6 +441,7 @@ class AsyncClient:
         last_server: str = "",
         last_generation: int | None = None,
         exclude: Iterable[ExclusionArg] = (),
+        max_results: int = 0,
         fresh: bool = False,
         format: ScreenFormatArg = "plain",
         mode: IdleModeArg = "quiet",
@@ -453,9 +454,11 @@ class AsyncClient:
         ``(server, session, generation)`` tuples) is skipped until its
         generation moves past the one given; an exited one is skipped for good.
         ``last_session`` on ``last_server`` at ``last_generation`` is one more.
-        Use it as a context manager, or call ``cancel()``, to end the stream
-        early. To collect N sessions, read N results from one stream rather
-        than calling :meth:`race_first` N times.
+        The stream ends after ``max_results`` results (0: no limit), or with
+        ``IDLE_TIMEOUT`` once ``max_wait_ms`` pass without one. Use it as a
+        context manager, or call ``cancel()``, to end it early. To collect N
+        sessions, read them from one stream rather than calling
+        :meth:`race_first` N times.
         """
         request = hub_pb2.RaceIdleRequest(
             tags=list(tags),
@@ -466,6 +469,7 @@ class AsyncClient:
             last_server=last_server,
             last_generation=last_generation,
             exclude=exclusions(exclude),
+            max_results=max_results,
             fresh=fresh,
             format=screen_format(format),
             mode=idle_mode(mode),
@@ -531,6 +535,7 @@ class AsyncClient:
         """The first session to settle (see :meth:`race_idle`); the stream is then
         cancelled. A loop collecting sessions passes those it has as ``exclude``,
         so each call returns a new one."""
+        options.setdefault("max_results", 1)
         async with self.race_idle(**options) as stream:
             async for idle in stream:
                 return idle

@@ -90,6 +90,7 @@ class RaceOptions(TypedDict, total=False):
     last_server: str
     last_generation: int | None
     exclude: Iterable[ExclusionArg]
+    max_results: int
     fresh: bool
     format: ScreenFormatArg
     mode: IdleModeArg

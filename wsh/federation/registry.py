@@ -57,6 +57,9 @@ class Backend:
     draining: bool = False
     # The DNS name that found it ([[discovery]]); empty: registered by hand.
     discovered: str = ""
+    # Moves on with every change to ``sessions``, so that a listing built
+    # from them knows when it must be built again.
+    revision: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -72,13 +75,16 @@ class Backend:
             self.remove(previous_name)
         self.sessions[info.name] = info
         self.active_at[info.name] = time.monotonic() - info.last_activity_ms / 1000
+        self.revision += 1
 
     def remove(self, name: str) -> None:
+        self.revision += 1
         self.sessions.pop(name, None)
         self.active_at.pop(name, None)
         self.quiet.discard(name)
 
     def clear_sessions(self) -> None:
+        self.revision += 1
         self.sessions.clear()
         self.active_at.clear()
         self.quiet.clear()
@@ -92,6 +98,7 @@ class Backend:
             return False
         if generation != info.generation:
             self.sessions[name] = dataclasses.replace(info, generation=generation)
+            self.revision += 1
         if quiet:
             self.quiet.add(name)
             self.active_at[name] = time.monotonic() - quiet_ms / 1000
@@ -109,6 +116,7 @@ class Backend:
                 info, generation=generation, ready=ready, foreground=foreground
             )
             self.active_at[name] = time.monotonic() - idle_ms / 1000
+            self.revision += 1
 
     def idle_ms(self, name: str, now: float) -> int:
         """Milliseconds since the session's last activity, as of ``now`` (monotonic)."""

@@ -224,8 +224,11 @@ class Session:
                 return state
         return self.inspect()
 
-    def info(self, server: str) -> SessionInfo:
-        foreground = self.foreground()
+    def info(self, server: str, foreground: Foreground | None = None) -> SessionInfo:
+        """The session as listed, with ``foreground`` if the caller has just
+        asked :meth:`foreground` (None: asked here)."""
+        if foreground is None:
+            foreground = self.foreground()
         return SessionInfo(
             name=self.name,
             server=server,

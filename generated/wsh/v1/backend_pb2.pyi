@@ -65,8 +65,9 @@ class Heartbeat(_message.Message):
     @_builtins.property
     def activity(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionActivity]:
         """From a backend: the sessions whose generation, readiness or foreground
-        changed since its last heartbeat, so that the hub can list them
-        without asking.
+        changed since it last reported them, so that the hub can list them
+        without asking. A backend also sends them on its own (ack_seq 0),
+        at most each second and only when some changed.
         """
 
     def __init__(

@@ -131,7 +131,7 @@ class Session(_message.Message):
     when last inspected (at most 0.1 s ago if the session had activity
     since, else 1 s if it had any in the last 10 s, else 30 s, and older
     while a server re-inspects more than 100 sessions a second for listings;
-    for a backend's session, as of the backend's last heartbeat).
+    for a backend's session, as the backend last reported it, each second).
     """
     foreground: _builtins.str
     """Command name of the foreground process ("bash", "vim", "python3"), as

@@ -75,6 +75,7 @@ def race(client: Client, args: argparse.Namespace, out: Output) -> None:
         last_session=args.last_session,
         last_server=args.last_server,
         last_generation=args.last_generation,
+        exclude=args.exclude,
         fresh=args.fresh,
         mode=_mode(args.ready),
         **_wait(args, out),
@@ -89,8 +90,9 @@ def race(client: Client, args: argparse.Namespace, out: Output) -> None:
                     quiet = next(stream, None)
             except WshRpcError as exc:
                 # With --all the stream ends by running out of max-wait once
-                # nothing new settles: that is the normal end, not a failure.
-                if shown and exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                # nothing new settles: that is the normal end, not a failure;
+                # with --count it is one, fewer than N sessions settled.
+                if args.all and shown and exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     return
                 raise
             if quiet is None:
