@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any, Self
@@ -20,6 +23,12 @@ from wsh.v1 import hub_pb2_grpc
 
 READY = re.compile(rb"wsh: listening on (\S+) as (\S+) \(server_id (\S+),")
 REPO = Path(__file__).resolve().parents[1]
+# Servers run with a HOME of their own: a session's login shell then reads
+# no profile of the machine's user (one whose pyenv init waited a minute on
+# a lock left by a killed shell held every test using the default shell),
+# and nothing a test does lands in the user's home.
+SERVER_HOME = Path(tempfile.mkdtemp(prefix="wsh-test-home-"))
+atexit.register(shutil.rmtree, SERVER_HOME, ignore_errors=True)
 
 
 def read_line(stream: IO[bytes], timeout: float) -> bytes:
@@ -48,7 +57,7 @@ class ServerProc:
         self.hostname = hostname
         self.args = args
         self.listen = listen
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, "HOME": str(SERVER_HOME), **(env or {})}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.addr = ""
