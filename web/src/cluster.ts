@@ -82,18 +82,19 @@ export class ClusterView {
         "tr",
         { "data-server": server.hostname },
         h("th", { scope: "row" }, server.hostname || "(unknown)"),
-        h("td", {}, server.address),
-        h("td", { class: `health-${healthName(server.health)}` }, healthName(server.health)),
-        h("td", {}, latencyText(server)),
-        h("td", {}, String(server.sessionCount)),
-        h("td", {}, server.lastError),
+        h("td", { "data-label": "Address" }, server.address),
+        h("td", { "data-label": "Health", class: `health-${healthName(server.health)}` },
+          healthName(server.health)),
+        h("td", { "data-label": "Latency" }, latencyText(server)),
+        h("td", { "data-label": "Sessions" }, String(server.sessionCount)),
+        h("td", { "data-label": "Last error" }, server.lastError),
       ),
     );
     clear(this.serversBox);
     this.serversBox.append(
       h(
         "table",
-        { class: "servers" },
+        { class: "servers cards" },
         h(
           "thead",
           {},
@@ -201,7 +202,7 @@ export class ClusterView {
       this.sessionsBox.append(
         h(
           "table",
-          { class: "sessions", "data-server": server },
+          { class: "sessions cards", "data-server": server },
           h("caption", {}, `${server} (${sessions.length})`),
           h(
             "thead",

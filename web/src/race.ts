@@ -36,7 +36,7 @@ export class RaceView {
       "form",
       { class: "filters", "aria-label": "Race" },
       h("label", { for: "race-tag" }, "Tag", this.tagSelect),
-      h("label", { for: "race-ready" }, this.readyBox, "ready (prompt back)"),
+      h("label", { for: "race-ready", class: "check" }, this.readyBox, "ready (prompt back)"),
       this.startButton,
       this.stopButton,
     );
