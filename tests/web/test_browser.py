@@ -57,7 +57,6 @@ def page(
         try:
             driver.get(web.url)
             yield driver, web
-            assert browser_errors(driver) == []
         finally:
             driver.quit()
 
@@ -322,6 +321,12 @@ def test_narrow_window_has_no_sideways_scroll(page: tuple[WebDriver, WebProc], s
         assert overflow <= 0
     finally:
         driver.set_window_size(1280, 800)
+
+
+def test_console_has_no_errors(page: tuple[WebDriver, WebProc]) -> None:
+    """Runs after the tests above on the same page: nothing they did logged an error."""
+    driver, _ = page
+    assert browser_errors(driver) == []
 
 
 @pytest.fixture(scope="module")
