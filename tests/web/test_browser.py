@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -167,8 +168,13 @@ def test_terminal_read_only_copy_and_scrollback(
     driver.find_element(By.ID, "copy").click()
     wait_for(lambda: "Cop" in driver.find_element(By.ID, "status").text, what="copy reported")
     driver.find_element(By.ID, "read-only").click()
-    driver.find_element(By.ID, "close-terminal").click()
+    # The keyboard's way out of the terminal (Tab belongs to the shell):
+    # Ctrl+\, back to the session's Open button.
+    typed.click()
+    ActionChains(driver).key_down(Keys.CONTROL).send_keys("\\").key_up(Keys.CONTROL).perform()
     wait_for(lambda: driver.find_elements(By.ID, "sessions"), what="back to the cluster")
+    focused = driver.switch_to.active_element
+    assert focused.get_attribute("data-key") == "build-1/api#open"
 
 
 def test_terminal_follows_window_size(

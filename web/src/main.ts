@@ -57,7 +57,11 @@ function main(): void {
         if (terminal === view) {
           terminal = null;
           show("cluster", cluster.root);
-          main.focus();
+          // Back where the person was: the session's Open button.
+          const again = cluster.root.querySelector<HTMLElement>(
+            `[data-key="${CSS.escape(`${session.server}/${session.name}#open`)}"]`,
+          );
+          (again ?? main).focus();
         }
       },
       report,

@@ -53,7 +53,8 @@ export class TerminalView {
         h("label", { for: "read-only" }, this.readOnlyBox, " read-only"),
         h("button", { type: "button", id: "copy", onclick: () => void this.copy() }, "Copy text"),
         h("button", { type: "button", id: "scrollback", onclick: () => void this.showPage(null) }, "Scrollback"),
-        h("button", { type: "button", id: "close-terminal", onclick: () => this.close() }, "Close"),
+        h("button", { type: "button", id: "close-terminal", onclick: () => this.close(),
+          "aria-keyshortcuts": "Control+Backslash", title: "Close (Ctrl+\\ in the terminal)" }, "Close"),
       ),
       this.termBox,
       this.scrollbackBox,
@@ -73,6 +74,16 @@ export class TerminalView {
       (data) => this.hub.sendInput({ ...target, input: { case: "data", value: this.encoder.encode(data) } }),
       (err) => this.report(`Input to ${session.name} failed`, err),
     );
+    // The same key as `wsh attach`'s detach key leaves the terminal: inside
+    // it, Tab and Escape belong to the program, so the keyboard needs a way out.
+    this.term.attachCustomKeyEventHandler((event) => {
+      if (event.type === "keydown" && event.ctrlKey && event.key === "\\") {
+        event.preventDefault();
+        this.close();
+        return false;
+      }
+      return true;
+    });
     this.term.onData((data) => {
       if (!this.readOnly) this.input.push(data);
     });
