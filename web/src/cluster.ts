@@ -218,7 +218,7 @@ export class ClusterView {
 
   private sessionRow(session: Session): HTMLTableRowElement {
     const key = sessionKey(session);
-    const state = activity(session);
+    const state = activity(session, this.cluster.quiet?.get(key));
     return h(
       "tr",
       { "data-session": key, "data-activity": state },

@@ -21,6 +21,9 @@ export interface Cluster {
   sessions: Session[];
   /** Registered servers whose sessions could not be listed (not HEALTHY). */
   missing: Server[];
+  /** Whether each session (by sessionKey) has settled, where the source
+   * knows it from the server (WatchSessions' busy and idle events). */
+  quiet?: ReadonlyMap<string, boolean>;
 }
 
 export interface Filters {
@@ -34,9 +37,13 @@ export function emptyCluster(): Cluster {
   return { servers: [], sessions: [], missing: [] };
 }
 
-export function activity(session: Session): Activity {
+/** `quiet`: whether the server says the session has settled; without it,
+ * recent activity in the listing counts as busy. */
+export function activity(session: Session, quiet?: boolean): Activity {
   if (session.state === SessionState.EXITED) return "exited";
-  if (session.lastActivityMs < BUSY_WITHIN_MS) return "busy";
+  if (quiet === false || (quiet === undefined && session.lastActivityMs < BUSY_WITHIN_MS)) {
+    return "busy";
+  }
   return session.ready ? "ready" : "idle";
 }
 

@@ -24,6 +24,9 @@ test("activity: exited wins, then recent output, then the foreground's readiness
   assert.equal(activity(session({ lastActivityMs: BUSY_WITHIN_MS - 1, ready: true })), "busy");
   assert.equal(activity(session({ ready: true })), "ready");
   assert.equal(activity(session({ ready: false })), "idle");
+  // What the server says of settling wins over the listing's age.
+  assert.equal(activity(session({ lastActivityMs: 0, ready: true }), true), "ready");
+  assert.equal(activity(session({ lastActivityMs: 60_000 }), false), "busy");
 });
 
 test("exit text tells a signal from an exit code", () => {
