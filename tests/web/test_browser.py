@@ -80,6 +80,27 @@ def row(driver: WebDriver, key: str) -> WebElement | None:
     return found[0] if found else None
 
 
+def row_text(driver: WebDriver, key: str) -> str:
+    """A session's row as text ("" while absent); the page re-renders rows as
+    the cluster changes, so elements are found again for each look."""
+    found = row(driver, key)
+    return found.text if found else ""
+
+
+def click_action(driver: WebDriver, key: str, action: str) -> None:
+    """Click a session's action button, finding it again if a re-render
+    replaced it in between."""
+
+    def click() -> bool:
+        found = row(driver, key)
+        if found is None:
+            return False
+        found.find_element(By.CSS_SELECTOR, f'[data-action="{action}"]').click()
+        return True
+
+    wait_for(click, what=f"{action} on {key}")
+
+
 def terminal_text(driver: WebDriver) -> str:
     return str(driver.execute_script(
         "const r = document.querySelector('#terminal .xterm-rows');"
@@ -99,12 +120,16 @@ def test_sessions_of_both_backends_are_listed(
     create(web_cluster, "api", "build-1", "bash", ["fanout"])
     create(web_cluster, "ui", "build-2", "bash", ["fanout", "front"])
     wait_for(lambda: row(driver, "build-1/api") and row(driver, "build-2/ui"), what="both sessions")
-    servers = driver.find_elements(By.CSS_SELECTOR, "table.servers tbody tr")
-    assert [r.get_attribute("data-server") for r in servers] == ["hub", "build-1", "build-2"]
-    assert all("healthy" in r.text for r in servers)
-    api = row(driver, "build-1/api")
-    assert api is not None and "fanout" in api.text
-    wait_for(lambda: "bash" in (row(driver, "build-1/api") or api).text, what="the foreground")
+    servers = wait_for(
+        lambda: [
+            (r.get_attribute("data-server"), "healthy" in r.text)
+            for r in driver.find_elements(By.CSS_SELECTOR, "table.servers tbody tr")
+        ],
+        what="the servers",
+    )
+    assert servers == [("hub", True), ("build-1", True), ("build-2", True)]
+    assert "fanout" in row_text(driver, "build-1/api")
+    wait_for(lambda: "bash" in row_text(driver, "build-1/api"), what="the foreground")
     driver.save_screenshot(str(shots / "cluster.png"))
 
 
@@ -125,11 +150,18 @@ def test_terminal_on_a_backend_session_echoes(
     page: tuple[WebDriver, WebProc], web_cluster: Cluster, shots: Path
 ) -> None:
     driver, _ = page
-    api = wait_for(lambda: row(driver, "build-1/api"), what="api listed")
+
     # Opened from the keyboard: focus the button, press Enter.
-    button = api.find_element(By.CSS_SELECTOR, '[data-action="open"]')
-    driver.execute_script("arguments[0].focus()", button)
-    button.send_keys(Keys.ENTER)
+    def press_open() -> bool:
+        api = row(driver, "build-1/api")
+        if api is None:
+            return False
+        button = api.find_element(By.CSS_SELECTOR, '[data-action="open"]')
+        driver.execute_script("arguments[0].focus()", button)
+        button.send_keys(Keys.ENTER)
+        return True
+
+    wait_for(press_open, what="open api from the keyboard")
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#terminal textarea"), what="terminal")
     wait_for(lambda: "$" in terminal_text(driver) or "#" in terminal_text(driver), what="prompt")
     typed = driver.find_element(By.CSS_SELECTOR, "#terminal textarea")
@@ -183,8 +215,7 @@ def test_terminal_follows_window_size(
     driver, _ = page
     open_cluster(driver)
     create(web_cluster, "sized", "build-2", "bash", [])
-    sized = wait_for(lambda: row(driver, "build-2/sized"), what="sized listed")
-    sized.find_element(By.CSS_SELECTOR, '[data-action="open"]').click()
+    click_action(driver, "build-2/sized", "open")
     assert web_cluster.stub is not None
     stub_ = web_cluster.stub
 
@@ -218,16 +249,14 @@ def test_session_appears_and_exits_live(
     finally:
         channel.close()
     wait_for(lambda: row(driver, "build-2/blink"), what="blink appears")
-    exited = wait_for(
-        lambda: (
-            (r := row(driver, "build-2/blink"))
-            and r.get_attribute("data-activity") == "exited"
-            and r
-        ),
-        timeout=30,
-        what="blink exits",
+    wait_for(lambda: "exit 3" in row_text(driver, "build-2/blink"), timeout=30, what="blink exits")
+    assert (
+        wait_for(
+            lambda: (r := row(driver, "build-2/blink")) and r.get_attribute("data-activity"),
+            what="its activity",
+        )
+        == "exited"
     )
-    assert "exit 3" in exited.text
     driver.save_screenshot(str(shots / "exited.png"))
 
 
@@ -242,18 +271,18 @@ def test_create_rename_retag_and_kill_from_the_page(
     driver.find_element(By.ID, "create-command").send_keys("bash")
     driver.find_element(By.ID, "create-tags").send_keys("one, two")
     driver.find_element(By.ID, "create-submit").click()
-    made = wait_for(lambda: row(driver, "build-1/made"), what="made appears")
-    assert "one" in made.text and "two" in made.text
+    wait_for(lambda: "one" in row_text(driver, "build-1/made"), what="made appears")
+    assert "two" in row_text(driver, "build-1/made")
 
-    made.find_element(By.CSS_SELECTOR, '[data-action="rename"]').click()
+    click_action(driver, "build-1/made", "rename")
     field = wait_for(
         lambda: driver.find_element(By.CSS_SELECTOR, '[data-key="build-1/made#edit"]'), what="edit"
     )
     field.clear()
     field.send_keys("renamed\n")
-    renamed = wait_for(lambda: row(driver, "build-1/renamed"), what="renamed")
+    wait_for(lambda: row(driver, "build-1/renamed"), what="renamed")
 
-    renamed.find_element(By.CSS_SELECTOR, '[data-action="tags"]').click()
+    click_action(driver, "build-1/renamed", "tags")
     field = wait_for(
         lambda: driver.find_element(By.CSS_SELECTOR, '[data-key="build-1/renamed#edit"]'),
         what="tags edit",
@@ -261,7 +290,7 @@ def test_create_rename_retag_and_kill_from_the_page(
     field.clear()
     field.send_keys("two, three\n")
     wait_for(
-        lambda: (r := row(driver, "build-1/renamed")) and "three" in r.text and "one" not in r.text,
+        lambda: "three" in (text := row_text(driver, "build-1/renamed")) and "one" not in text,
         what="retagged",
     )
     assert web_cluster.stub is not None
@@ -270,14 +299,9 @@ def test_create_rename_retag_and_kill_from_the_page(
     ).session
     assert list(session.tags) == ["three", "two"]
 
-    kill = wait_for(lambda: row(driver, "build-1/renamed")).find_element(
-        By.CSS_SELECTOR, '[data-action="kill"]'
-    )
-    kill.click()
-    wait_for(
-        lambda: "Confirm" in (r := row(driver, "build-1/renamed")).text and r,  # type: ignore[union-attr]
-        what="kill asks to confirm",
-    ).find_element(By.CSS_SELECTOR, '[data-action="kill"]').click()
+    click_action(driver, "build-1/renamed", "kill")
+    wait_for(lambda: "Confirm" in row_text(driver, "build-1/renamed"), what="kill asks to confirm")
+    click_action(driver, "build-1/renamed", "kill")
     wait_for(lambda: row(driver, "build-1/renamed") is None, what="killed")
     with pytest.raises(grpc.RpcError) as err:
         web_cluster.stub.GetSession(

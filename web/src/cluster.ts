@@ -38,6 +38,9 @@ export class ClusterView {
   private cluster: Cluster = emptyCluster();
   private filters: Filters = { tag: "", server: "" };
   private edit: Edit | null = null;
+  /** What the last render showed: a render that would show the same is
+   * skipped, so elements (and a person's click or focus) stay put. */
+  private shown = "";
   private confirming = new Map<string, number>();
   private readonly serversBox = h("div");
   private readonly filtersBox = h("div", { class: "filters" });
@@ -65,6 +68,9 @@ export class ClusterView {
   }
 
   private render(): void {
+    const view = this.signature();
+    if (view === this.shown) return;
+    this.shown = view;
     const focused = (document.activeElement as HTMLElement | null)?.dataset?.key;
     this.renderServers();
     this.renderFilters();
@@ -74,6 +80,20 @@ export class ClusterView {
       const again = this.root.querySelector<HTMLElement>(`[data-key="${CSS.escape(focused)}"]`);
       again?.focus();
     }
+  }
+
+  private signature(): string {
+    const now = Date.now();
+    return JSON.stringify([
+      this.cluster.servers.map((s) => [s.hostname, s.address, s.health, latencyText(s),
+        s.sessionCount, s.lastError]),
+      this.cluster.sessions.map((s) => [sessionKey(s), s.tags, activity(s, this.cluster.quiet?.get(sessionKey(s))),
+        s.foreground, exitText(s), s.rows, s.cols]),
+      this.cluster.missing.map((s) => [s.hostname, s.address, s.health]),
+      this.filters,
+      this.edit && [this.edit.key, this.edit.kind],
+      [...this.confirming].filter(([, until]) => until > now).map(([key]) => key),
+    ]);
   }
 
   private renderServers(): void {
