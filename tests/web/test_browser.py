@@ -197,8 +197,18 @@ def test_terminal_read_only_copy_and_scrollback(
     lines = driver.find_element(By.ID, "scrollback-lines").text.splitlines()
     assert "1" in lines[:150] or lines[0].strip().isdigit()
     assert "ignored" not in terminal_text(driver)
+    origin = driver.execute_script("return location.origin")
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     driver.find_element(By.ID, "copy").click()
-    wait_for(lambda: "Cop" in driver.find_element(By.ID, "status").text, what="copy reported")
+    wait_for(lambda: "Copied" in driver.find_element(By.ID, "status").text, what="copy reported")
+    copied = driver.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('! ' + e))"
+    )
+    # The screen as shown: seq's last lines and the prompt after them.
+    assert "\n300\n" in copied, copied
     driver.find_element(By.ID, "read-only").click()
     # The keyboard's way out of the terminal (Tab belongs to the shell):
     # Ctrl+\, back to the session's Open button.

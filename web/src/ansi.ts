@@ -57,12 +57,3 @@ export function repaint(screen: Screen): string {
   }
   return out.join("");
 }
-
-/** The screen's text, as a person copies it: rows joined, trailing blank rows dropped. */
-export function screenText(screen: Screen): string {
-  const lines = screen.lines.length
-    ? [...screen.lines]
-    : screen.styledLines.map((line) => line.spans.map((s) => s.text).join("").trimEnd());
-  while (lines.length && lines[lines.length - 1] === "") lines.pop();
-  return lines.join("\n");
-}

@@ -5,7 +5,6 @@
 
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
-import { screenText } from "./ansi";
 import type { Hub } from "./api";
 import { clear, h } from "./dom";
 import { describeError, isAbort } from "./errors";
@@ -154,8 +153,19 @@ export class TerminalView {
     }
   }
 
+  /** The screen's text as the terminal shows it (whatever the feed). */
+  private screenText(): string {
+    const buffer = this.term.buffer.active;
+    const lines: string[] = [];
+    for (let row = 0; row < this.term.rows; row++) {
+      lines.push(buffer.getLine(buffer.viewportY + row)?.translateToString(true) ?? "");
+    }
+    while (lines.length && lines[lines.length - 1] === "") lines.pop();
+    return lines.join("\n");
+  }
+
   private async copy(): Promise<void> {
-    const text = this.term.getSelection() || (this.lastScreen ? screenText(this.lastScreen) : "");
+    const text = this.term.getSelection() || this.screenText();
     try {
       await navigator.clipboard.writeText(text);
       this.report(`Copied ${text.length} characters.`);

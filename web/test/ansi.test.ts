@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { repaint, screenText, sgr } from "../src/ansi";
+import { repaint, sgr } from "../src/ansi";
 import { ScreenSchema, StyledSpanSchema } from "../src/gen/wsh/v1/types_pb";
 
 test("sgr sets attributes and both colour kinds from the default pen", () => {
@@ -38,9 +38,4 @@ test("styled rows are written span by span and reset at the end", () => {
     styledLines: [{ spans: [{ text: "ok", bold: true }, { text: " done" }] }],
   });
   assert.ok(repaint(screen).includes("\x1b[1;1H\x1b[0;1mok\x1b[0m done\x1b[0m"));
-  assert.equal(screenText(screen), "ok done");
-});
-
-test("copied text drops trailing blank rows", () => {
-  assert.equal(screenText(create(ScreenSchema, { lines: ["a", "", "b", "", ""] })), "a\n\nb");
 });
