@@ -512,7 +512,7 @@ def test_get_screen(env: Env, server: str, name: str, fmt: int) -> None:
 
 
 @FUZZ
-@given(server=SERVERS, name=NAMES, offset=UINT64, limit=UINT32, fmt=FORMATS)
+@given(server=SERVERS, name=NAMES, offset=UINT32, limit=UINT32, fmt=FORMATS)
 def test_get_scrollback(
     env: Env, server: str, name: str, offset: int, limit: int, fmt: int
 ) -> None:

@@ -527,7 +527,7 @@ def test_lying_heartbeat_activity_is_contained(
     absurd = fakes(
         "absurd",
         sessions=[session_dict("plain")],
-        activity=[{"name": "plain", "generation": huge, "lastActivityMs": huge}],
+        activity=[{"name": "plain", "generation": huge, "lastActivityMs": str(2**32 - 1)}],
     )
     assert add(hub, ghosts.url, wait=True).health == HEALTHY
     add(hub, absurd.url)
