@@ -2,7 +2,7 @@
 // page's own origin. The token is typed once and kept in sessionStorage (this
 // tab only, gone when it closes); it travels only as the authorization header.
 
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { HubService } from "./gen/wsh/v1/hub_pb";
 
@@ -35,7 +35,10 @@ const authorization: Interceptor = (next) => (request) => {
   return next(request);
 };
 
-export function hubClient(baseUrl: string): Hub {
-  const transport = createGrpcWebTransport({ baseUrl, interceptors: [authorization] });
+export function hubTransport(baseUrl: string): Transport {
+  return createGrpcWebTransport({ baseUrl, interceptors: [authorization] });
+}
+
+export function hubClient(transport: Transport): Hub {
   return createClient(HubService, transport);
 }

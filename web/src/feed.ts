@@ -12,7 +12,7 @@ import { ScreenFormat, type Screen } from "./gen/wsh/v1/types_pb";
 
 export interface FeedSink {
   /** Bytes for the terminal. */
-  write(data: string): void;
+  write(data: string | Uint8Array): void;
   /** The screen just shown (size, text for copy). */
   screen(screen: Screen): void;
   /** The process exited with `code` (negative: signal). */

@@ -1,7 +1,7 @@
 // The page: a header (views, token), a status line, and one view at a time:
 // the cluster, a terminal, or a race.
 
-import { hubClient, storeToken } from "./api";
+import { hubClient, hubTransport, storeToken } from "./api";
 import { ClusterView } from "./cluster";
 import { describeError, needsToken } from "./errors";
 import { allTags } from "./model";
@@ -17,7 +17,7 @@ function byId<T extends HTMLElement>(id: string): T {
 }
 
 function main(): void {
-  const hub = hubClient(window.location.origin);
+  const hub = hubClient(hubTransport(window.location.origin));
   const main = byId<HTMLElement>("main");
   const status = byId<HTMLParagraphElement>("status");
   const tokenForm = byId<HTMLFormElement>("token-form");

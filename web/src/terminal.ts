@@ -25,7 +25,6 @@ export class TerminalView {
   private readonly state = h("span", { id: "terminal-state", role: "status" }, "connecting");
   private readonly scrollbackBox = h("div", { id: "scrollback-box" });
   private readonly readOnlyBox: HTMLInputElement;
-  private lastScreen: Screen | null = null;
   private resizeTimer = 0;
   private readonly onWindowResize = () => this.scheduleResize();
 
@@ -126,7 +125,6 @@ export class TerminalView {
   }
 
   private showScreen(screen: Screen): void {
-    this.lastScreen = screen;
     // The repaint is for a terminal of the session's size.
     if (screen.cols !== this.term.cols || screen.rows !== this.term.rows) {
       this.term.resize(screen.cols, screen.rows);
@@ -144,7 +142,10 @@ export class TerminalView {
     if (!size || !Number.isFinite(size.cols) || !Number.isFinite(size.rows)) return;
     const cols = Math.max(2, Math.min(1000, size.cols));
     const rows = Math.max(2, Math.min(1000, size.rows));
-    if (this.lastScreen && this.lastScreen.cols === cols && this.lastScreen.rows === rows) return;
+    if (this.term.cols === cols && this.term.rows === rows) return;
+    // The terminal first: output drawn for the new size may come before the
+    // resize's answer.
+    this.term.resize(cols, rows);
     try {
       await this.hub.resizeSession({ server: this.session.server, name: this.session.name, rows, cols });
     } catch (err) {
