@@ -88,11 +88,12 @@ def test_deadline_goes_to_the_hub(web: WebProc, hub_stub: hub_pb2_grpc.HubServic
 
 
 def test_closed_browser_stream_ends_the_hub_call(
-    web: WebProc, hub_stub: hub_pb2_grpc.HubServiceStub
+    hub: ServerProc, hub_stub: hub_pb2_grpc.HubServiceStub
 ) -> None:
     hub_stub.CreateSession(
         hub_pb2.CreateSessionRequest(name="held", command="sleep 600", tags=["held"]), timeout=10
     )
+    web = WebProc(hub.addr, env={"WSH_TOKEN": ""}).start()
     try:
         body = hub_pb2.RaceIdleRequest(
             tags=["held"], timeout_ms=300_000, max_wait_ms=300_000
@@ -118,6 +119,9 @@ def test_closed_browser_stream_ends_the_hub_call(
         wait_until(lambda: races() == 0, timeout=15, what="the race ended on the hub")
     finally:
         hub_stub.KillSession(hub_pb2.KillSessionRequest(name="held"), timeout=10)
+        code, log = web.stop()
+    assert code == 0
+    assert "Traceback" not in log and "Error" not in log, log
 
 
 def test_malformed_body_is_invalid_argument(web: WebProc) -> None:

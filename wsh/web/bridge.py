@@ -174,8 +174,12 @@ class Bridge:
             return response
         metadata = self._metadata(request)
         timeout = parse_timeout(request.headers.get("grpc-timeout"))
-        await self._call(response, name, kind, message, metadata, timeout)
-        await response.write_eof()
+        try:
+            await self._call(response, name, kind, message, metadata, timeout)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The browser went away mid-answer; the hub's call is cancelled.
+            pass
         return response
 
     def _metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
@@ -230,8 +234,8 @@ def _too_large() -> WshError:
 async def _held_open(first: bytes) -> AsyncIterator[bytes]:
     yield first
     # The request side stays open until the call ends (the generator is then
-    # closed): a client-streaming method such as Attach treats a half-close
-    # as the client being done.
+    # closed): Attach's contract lets a server end the stream once its client
+    # closes its side, and this client has not gone until the browser has.
     await asyncio.Event().wait()
 
 
