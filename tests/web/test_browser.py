@@ -1,7 +1,9 @@
 """The web view in Debian's headless Chromium against a hub with two backends.
 
-Screenshots go to ``$WSH_ARTIFACTS/web`` when that is set (CI keeps it), else
-to the test's pytest tmp directory; the path is printed (pytest -s shows it).
+Screenshots go to ``$WSH_ARTIFACTS/web`` when that is set, else to
+``build/web-screenshots/`` in the repository (ignored by git; pytest's own tmp
+directories are pruned by later runs); the path is printed (pytest -s shows
+it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from tests.cluster import Cluster
-from tests.procs import ServerProc, stub
+from tests.procs import REPO, ServerProc, stub
 from tests.web.browser import browser_errors, chromium, have_chromium, wait_for
 from tests.web.webproc import WebProc
 from wsh.v1 import hub_pb2
@@ -34,9 +36,9 @@ TOKEN = "web-view-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shots() -> Path:
     base = os.environ.get("WSH_ARTIFACTS")
-    path = Path(base) / "web" if base else tmp_path_factory.mktemp("screenshots")
+    path = Path(base) / "web" if base else REPO / "build" / "web-screenshots"
     path.mkdir(parents=True, exist_ok=True)
     print(f"web view screenshots in {path}")
     return path
