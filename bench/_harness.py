@@ -482,7 +482,10 @@ class TmuxControl:
     the attach itself (flags 0) and notifications between blocks are skipped.
     """
 
-    def __init__(self, tmux: Tmux, target: str) -> None:
+    def __init__(self, tmux: Tmux, target: str, output: bool = False) -> None:
+        """``output``: keep the pane output notifications, in ``self.output``
+        (as tmux escapes them: octal for control characters and backslash)."""
+        self.output = bytearray()
         self._proc = subprocess.Popen(
             tmux.argv("-C", "attach-session", "-t", target),
             stdin=subprocess.PIPE,
@@ -499,8 +502,9 @@ class TmuxControl:
         deadline = time.monotonic() + RPC_TIMEOUT
         while not self._line(deadline).startswith(b"%session-changed "):
             pass
-        # Pane output notifications would only be parsed and dropped.
-        self.command("refresh-client -f no-output")
+        if not output:
+            # Pane output notifications would only be parsed and dropped.
+            self.command("refresh-client -f no-output")
 
     def _line(self, deadline: float) -> bytes:
         while b"\n" not in self._buf:
@@ -511,7 +515,17 @@ class TmuxControl:
                 raise RuntimeError("tmux control client exited")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
+        if line.startswith(b"%output "):
+            self.output += line.split(b" ", 2)[2]
         return line
+
+    def wait_output(self, wanted: Sequence[bytes], timeout: float = RPC_TIMEOUT) -> None:
+        """Read notifications until one of ``wanted`` (escaped as tmux does)
+        is in the output kept since the last call; then forget that output."""
+        deadline = time.monotonic() + timeout
+        while not any(one in self.output for one in wanted):
+            self._line(deadline)
+        self.output.clear()
 
     def command(self, command: str, timeout: float = RPC_TIMEOUT) -> list[str]:
         """Run one command; returns its output lines or raises on ``%error``."""
@@ -547,8 +561,10 @@ class TmuxControl:
         self._proc.stdout.close()
 
 
-def attach_control(stack: contextlib.ExitStack, tmux: Tmux, target: str) -> TmuxControl:
-    """A control client, closed when ``stack`` unwinds."""
-    control = TmuxControl(tmux, target)
+def attach_control(
+    stack: contextlib.ExitStack, tmux: Tmux, target: str, output: bool = False
+) -> TmuxControl:
+    """A control client, closed when ``stack`` unwinds (``output``: see TmuxControl)."""
+    control = TmuxControl(tmux, target, output)
     stack.callback(control.close)
     return control

@@ -6,6 +6,7 @@ import math
 
 from google.protobuf import timestamp_pb2
 
+from wsh.sessions.changes import ChangeKind
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.terminal.screen import Color, ScreenView, Span, StyledLine
 from wsh.v1 import hub_pb2, types_pb2
@@ -15,6 +16,18 @@ _STATE_TO_PB = {
     SessionState.EXITED: types_pb2.SESSION_STATE_EXITED,
 }
 _STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+_CHANGE_TO_PB = {
+    ChangeKind.CREATED: hub_pb2.WATCH_EVENT_SESSION_CREATED,
+    ChangeKind.RENAMED: hub_pb2.WATCH_EVENT_SESSION_RENAMED,
+    ChangeKind.TAGS_CHANGED: hub_pb2.WATCH_EVENT_SESSION_TAGS_CHANGED,
+    ChangeKind.RESIZED: hub_pb2.WATCH_EVENT_SESSION_RESIZED,
+    ChangeKind.EXITED: hub_pb2.WATCH_EVENT_SESSION_EXITED,
+    ChangeKind.KILLED: hub_pb2.WATCH_EVENT_SESSION_KILLED,
+    ChangeKind.EXPIRED: hub_pb2.WATCH_EVENT_SESSION_EXPIRED,
+    ChangeKind.REMOVED: hub_pb2.WATCH_EVENT_SESSION_REMOVED,
+    ChangeKind.BUSY: hub_pb2.WATCH_EVENT_SESSION_BUSY,
+    ChangeKind.IDLE: hub_pb2.WATCH_EVENT_SESSION_IDLE,
+}
 
 
 def is_ready(mode: int) -> bool:
@@ -25,6 +38,10 @@ def is_ready(mode: int) -> bool:
 def is_styled(fmt: int) -> bool:
     """UNSPECIFIED means PLAIN: the cheap format unless asked otherwise."""
     return fmt == types_pb2.SCREEN_FORMAT_STYLED
+
+
+def watch_event(kind: ChangeKind) -> hub_pb2.WatchEvent.ValueType:
+    return _CHANGE_TO_PB[kind]
 
 
 def timestamp(unix_s: float) -> timestamp_pb2.Timestamp:

@@ -43,3 +43,7 @@ MAX_DIMENSION = 1000
 MAX_WAIT_DEFAULT_MS = 30_000
 MAX_WAIT_CAP_MS = 300_000
 EXITED_RETENTION_S = 300.0
+# Attach: clients attached to one session at once, and the output each may
+# have pending before it is dropped for a fresh snapshot (a resync).
+MAX_ATTACHERS = 32
+ATTACH_BUFFER_BYTES = 1024 * 1024

@@ -154,6 +154,8 @@ class WshServer:
             exited_retention_s=settings.exited_retention_s,
             scrollback_limit=settings.scrollback_lines,
             scrollback_bytes=settings.scrollback_bytes,
+            max_attachers=settings.max_attachers,
+            attach_buffer_bytes=settings.attach_buffer_bytes,
         )
         self.health = HealthServicer()
         self.max_connections = settings.max_connections or default_max_connections(

@@ -15,6 +15,7 @@ from wsh.cli.render import (
     render_span,
     server_row,
     session_row,
+    watch_line,
 )
 from wsh.v1 import hub_pb2, types_pb2
 
@@ -174,3 +175,29 @@ def test_render_lines_drops_trailing_blank_rows() -> None:
     assert render_lines([], styled, colour=True) == ["\x1b[31mred\x1b[0m"]
     # Without colour the plain lines are used even when spans came too.
     assert render_lines(["red", ""], styled, colour=False) == ["red"]
+
+
+def test_watch_lines() -> None:
+    W = hub_pb2
+    renamed = W.WatchSessionsResponse(
+        event=W.WATCH_EVENT_SESSION_RENAMED, server="b1", session="new", previous_name="old"
+    )
+    assert watch_line(renamed) == "session-renamed        b1/new  was old"
+    exited = W.WatchSessionsResponse(
+        event=W.WATCH_EVENT_SESSION_EXITED,
+        server="b1",
+        session="s",
+        session_info=types_pb2.Session(state=types_pb2.SESSION_STATE_EXITED, exit_code=3),
+    )
+    assert watch_line(exited) == "session-exited         b1/s  exited(3)"
+    idle = W.WatchSessionsResponse(
+        event=W.WATCH_EVENT_SESSION_IDLE, server="b1", session="s", generation=7, quiet_ms=60
+    )
+    assert watch_line(idle) == "session-idle           b1/s  generation 7  quiet 60ms"
+    synced = W.WatchSessionsResponse(event=W.WATCH_EVENT_SYNCED, resync=True, resyncs=2)
+    assert watch_line(synced) == "synced (resync)  resyncs: 2"
+    # A name from a backend cannot drive the terminal.
+    hostile = W.WatchSessionsResponse(
+        event=W.WATCH_EVENT_SESSION_KILLED, server="b1", session="x\x1b[2J"
+    )
+    assert "\x1b" not in watch_line(hostile)

@@ -169,8 +169,9 @@ def test_each_rpc_has_a_method_on_both_clients(rpc: str) -> None:
     sync_method = getattr(Client, snake(rpc))
     async_method = getattr(AsyncClient, snake(rpc))
     assert not inspect.iscoroutinefunction(sync_method)
-    # RaceIdle is a stream: an async iterator, not a coroutine.
-    assert inspect.iscoroutinefunction(async_method) == (rpc != "RaceIdle")
+    # Server streams and Attach return async iterators, not coroutines.
+    streams = ("RaceIdle", "WatchSessions", "Attach")
+    assert inspect.iscoroutinefunction(async_method) == (rpc not in streams)
     assert inspect.signature(sync_method).parameters == inspect.signature(async_method).parameters
 
 

@@ -121,6 +121,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 msg.upsert.CopyFrom(convert.session_to_pb(event.info))
             else:
                 msg.removed = event.name
+                msg.expired = event.expired
             push(backend_pb2.LinkResponse(event=msg))
 
         ident = self._identity

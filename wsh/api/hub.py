@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from wsh import convert, defaults
-from wsh.api import remote, routing
+from wsh.api import attach, remote, routing
 from wsh.api.limits import StreamLimits
 from wsh.api.race import ClusterRace, RaceScope
 from wsh.api.render import InventoryRenderer, ScreenRenderer
 from wsh.api.routing import idle_timeout_error, routed, wait_bounds
 from wsh.api.status import Ctx, streaming, unary
+from wsh.api.watch import Watcher, Watches
 from wsh.errors import Kind, WshError, invalid, shorten
 from wsh.federation.manager import Federation
 from wsh.federation.registry import Backend, Health
@@ -54,7 +55,15 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         self.registry = federation.registry
         self._render = ScreenRenderer()
         self._races: set[ClusterRace] = set()
+        self._relays: set[attach.Relay] = set()
         self._inventory = InventoryRenderer()
+        self._watches = Watches(
+            identity.hostname,
+            sessions,
+            self.registry,
+            self._self_server,
+            self._backend_server,
+        )
 
     @property
     def hostname(self) -> str:
@@ -314,9 +323,52 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
         return skips
 
     def interrupt_races(self, error: WshError) -> None:
-        """End every open RaceIdle stream with ``error`` (server shutdown)."""
+        """End every open RaceIdle, WatchSessions and relayed Attach stream with
+        ``error`` (server shutdown); local Attach streams end with their
+        sessions' waits."""
         for race in self._races:
             race.fail(error)
+        self._watches.fail(error)
+        for relay in self._relays:
+            relay.interrupt(error)
+
+    @streaming
+    async def WatchSessions(
+        self, request: hub_pb2.WatchSessionsRequest, context: Ctx
+    ) -> AsyncIterator[hub_pb2.WatchSessionsResponse]:
+        tags = frozenset(check_tags(list(request.tags)))
+        if request.server and request.server != self.hostname:
+            self.registry.find(request.server)  # SERVER_NOT_FOUND
+        with self._limits.hold(context.peer(), "WatchSessions"):
+            async for response in self._watches.stream(Watcher(request.server, tags)):
+                yield response
+
+    @streaming
+    async def Attach(
+        self, requests: AsyncIterator[hub_pb2.AttachRequest], context: Ctx
+    ) -> AsyncIterator[hub_pb2.AttachResponse]:
+        with self._limits.hold(context.peer(), "Attach"):
+            start = await attach.first_request(requests)
+            backend = self.target(start.server, start.name)
+            if backend is None:
+                stream = attach.local(
+                    self._sessions,
+                    self._sessions.get(start.name),
+                    start,
+                    requests,
+                    self._render.screen,
+                    self.hostname,
+                )
+                async for response in stream:
+                    yield response
+                return
+            relay = attach.Relay(self._federation.link(backend))
+            self._relays.add(relay)
+            try:
+                async for response in relay.run(start, requests, context):
+                    yield response
+            finally:
+                self._relays.discard(relay)
 
     # -- servers --------------------------------------------------------------
 
@@ -413,6 +465,8 @@ class HubServicer(hub_pb2_grpc.HubServiceServicer):
                 rss_bytes=proc.rss_bytes,
                 links=self._limits.total("Link"),
                 races=self._limits.total("RaceIdle"),
+                watches=self._limits.total("WatchSessions"),
+                attaches=self._limits.total("Attach"),
             )
         )
         return response

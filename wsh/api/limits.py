@@ -23,6 +23,10 @@ from wsh.errors import Kind, WshError
 MAX_RACES_PER_PEER = 256
 MAX_IDLE_WAITS_PER_PEER = 2048
 MAX_LINKS_PER_PEER = 16
+# Watches are served from state the server holds anyway; each costs its
+# queue of shared events (see wsh/api/watch.py).
+MAX_WATCHES_PER_PEER = 256
+MAX_ATTACHES_PER_PEER = 256
 # Failed authentications a peer may make per window before it is refused.
 AUTH_FAILURES_ALLOWED = 10
 AUTH_WINDOW_S = 30.0
@@ -87,6 +91,8 @@ class StreamLimits:
         "RaceIdle": MAX_RACES_PER_PEER,
         "AwaitIdle": MAX_IDLE_WAITS_PER_PEER,
         "Link": MAX_LINKS_PER_PEER,
+        "WatchSessions": MAX_WATCHES_PER_PEER,
+        "Attach": MAX_ATTACHES_PER_PEER,
     }
 
     def __init__(self) -> None:

@@ -28,7 +28,7 @@ from wsh.errors import WshError
 from wsh.federation import sanitize
 from wsh.federation.auth import redact
 from wsh.federation.manager import Federation
-from wsh.federation.registry import Backend, Registry
+from wsh.federation.registry import Backend, Registry, RegistryEvent, ServerChange
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.sessions.manager import SessionManager
 from wsh.sessions.race import LocalRace
@@ -212,7 +212,7 @@ class ClusterRace:
         # Longest settled first, as a local race reports them.
         for _at, backend, name in sorted(found, key=lambda entry: entry[0]):
             self._consider(backend, name)
-        self._unsubscribe = self._registry.on_change(self._on_change)
+        self._unsubscribe = self._registry.subscribe(self._on_event)
         return in_scope
 
     def _done(self, backend: Backend, info: SessionInfo) -> bool:
@@ -223,11 +223,18 @@ class ClusterRace:
     def _covers(self, backend: Backend) -> bool:
         return backend.healthy and (self._scope.backends is None or backend in self._scope.backends)
 
-    def _on_change(self, backend: Backend, name: str | None) -> None:
-        if name is not None:
-            self._consider(backend, name)
+    def _on_event(self, event: RegistryEvent) -> None:
+        if isinstance(event, ServerChange):
+            self._on_backend(event.backend)
             return
-        # Health or the whole inventory: look at every session of it again.
+        backend = self._registry.by_hostname(event.server)
+        if backend is not None:
+            if event.previous_name:
+                self._consider(backend, event.previous_name)
+            self._consider(backend, event.name)
+
+    def _on_backend(self, backend: Backend) -> None:
+        """Added, removed or its health changed: look at every session of it again."""
         for key in [k for k in (*self._timers, *self._waiting) if k[0] is backend]:
             self._drop(key)
         if self._covers(backend):

@@ -106,6 +106,14 @@ class Failure(Exception):
         return data
 
 
+class Quiet(Failure):
+    """Not an error: a command that ends with ``status`` and nothing more to
+    say (``wsh attach`` with the session's exit code)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("", exit_status=status)
+
+
 class UsageError(Failure):
     """A command line that does not parse, or parses but makes no sense; exit status 2."""
 
@@ -229,6 +237,8 @@ class Output:
 
     def error(self, failure: Failure) -> None:
         """A failure: ``wsh: error:`` and ``hint:`` lines, or one JSON object."""
+        if isinstance(failure, Quiet):
+            return
         if self.json:
             print(json.dumps(failure.to_json(), ensure_ascii=False), file=sys.stderr)
             return

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from wsh import __version__
-from wsh.cli.commands import Handler, servers, sessions, waiting
+from wsh.cli.commands import Handler, attach, servers, sessions, waiting, watching
 from wsh.cli.output import EXIT_STATUSES
 from wsh.client import DEFAULT_IDLE_MS
 from wsh.defaults import DEFAULT_ADDR
@@ -385,6 +385,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait until the foreground program waits for input again (--no-ready: for "
         "--quiet-ms of silence); default: --ready when it waits for input before the text "
         "is sent, as a shell at its prompt does",
+    )
+
+    sub = command(
+        "watch",
+        watching.watch,
+        "print session and server events as they happen",
+        "First the sessions and servers in scope (session, server), then `synced`,\n"
+        "then one line per change: session-created, -renamed, -tags-changed,\n"
+        "-resized, -exited, -killed, -expired, -removed, -busy, -idle; server-added,\n"
+        "-removed, -health-changed. With --json, one JSON object per line. A watcher\n"
+        "that falls behind gets the whole state again, marked (resync). Runs until\n"
+        "interrupted (Ctrl-C).",
+    )
+    _add_tags(sub, "sessions having any of these")
+    _add_server_option(sub, "only this server's sessions and events (default: whole cluster)")
+
+    sub = command(
+        "attach",
+        attach.attach,
+        "show a session live in this terminal and type into it",
+        "The terminal goes to raw mode: every key goes to the session, the window\n"
+        "size follows this terminal's (the last attacher to resize wins), until the\n"
+        "detach key. Exit status: 0 once detached; the session's exit code once its\n"
+        "process exits (128+N when killed by signal N); 128+N on signal N (SIGTERM,\n"
+        "SIGHUP); otherwise those of `wsh --help`. The terminal is restored on every one.\n",
+    )
+    _add_session(sub)
+    sub.add_argument(
+        "--read-only", action="store_true", help="watch only: keys are not sent, size not changed"
+    )
+    sub.add_argument(
+        "--detach-key",
+        default=attach.DEFAULT_DETACH_KEY,
+        metavar="KEY",
+        help="ctrl-X or ^X, or none (default: ctrl-\\)",
     )
 
     _add_session(command("kill", sessions.kill, "end a session"))

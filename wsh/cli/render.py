@@ -119,6 +119,44 @@ def server_label(server: hub_pb2.Server) -> str:
     return f"{server.hostname} ({server.address})" if server.hostname else server.address
 
 
+def watch_line(event: hub_pb2.WatchSessionsResponse) -> str:
+    """One ``watch`` event on one line: what, on which server and session, and
+    what the event says (``session-renamed  build-1/tests  was old-name``)."""
+    kind = _word(hub_pb2.WatchEvent.Name(event.event), "WATCH_EVENT_").replace("_", "-")
+    if event.resync:
+        kind += " (resync)"
+    who = f"{event.server}/{event.session}" if event.session else event.server
+    session, server = event.session_info, event.server_info
+    W = hub_pb2
+    detail = ""
+    if event.event in (W.WATCH_EVENT_SERVER, W.WATCH_EVENT_SERVER_ADDED):
+        detail = f"{server.address}  {server_status(server)}  {server.session_count} sessions"
+    elif event.event in (W.WATCH_EVENT_SERVER_HEALTH_CHANGED, W.WATCH_EVENT_SERVER_REMOVED):
+        detail = server_status(server)
+    elif event.event == W.WATCH_EVENT_SYNCED:
+        detail = f"resyncs: {event.resyncs}" if event.resyncs else ""
+    elif event.event in (W.WATCH_EVENT_SESSION, W.WATCH_EVENT_SESSION_CREATED):
+        quiet = "  quiet" if event.quiet else ""
+        detail = (
+            f"{_state(session)}  {session.rows}x{session.cols}  "
+            f"tags: {','.join(session.tags) or '-'}  {one_line(session.command)}{quiet}"
+        )
+    elif event.event == W.WATCH_EVENT_SESSION_RENAMED:
+        detail = f"was {event.previous_name}"
+    elif event.event == W.WATCH_EVENT_SESSION_TAGS_CHANGED:
+        detail = f"{','.join(event.previous_tags) or '-'} -> {','.join(session.tags) or '-'}"
+    elif event.event == W.WATCH_EVENT_SESSION_RESIZED:
+        detail = f"{session.rows}x{session.cols}"
+    elif event.event == W.WATCH_EVENT_SESSION_EXITED:
+        detail = _state(session)
+    elif event.event == W.WATCH_EVENT_SESSION_BUSY:
+        detail = f"generation {event.generation}"
+    elif event.event == W.WATCH_EVENT_SESSION_IDLE:
+        detail = f"generation {event.generation}  quiet {human_ms(event.quiet_ms)}"
+    head = f"{kind:<22} {who}" if who else kind
+    return printable(f"{head}  {detail}".rstrip())
+
+
 # gRPC's connection errors run to ~130 characters with the cause at the end
 # ("... Failed to connect to remote host: Connection refused"): a message line
 # keeps it, a table cell or the spinner line (one terminal row) cannot.

@@ -24,19 +24,23 @@ The clients are written once, in :mod:`wsh.client._async`; :mod:`wsh.client._syn
 is generated from it by ``scripts/generate-sync-client``.
 """
 
-from wsh.client._async import AsyncClient, AsyncIdleStream
+from wsh.client._async import AsyncAttachment, AsyncClient, AsyncIdleStream, AsyncWatchStream
 from wsh.client._errors import WshRpcError
 from wsh.client._params import DEFAULT_IDLE_MS, RaceOptions, ScreenFormatArg, screen_format
-from wsh.client._sync import Client, IdleStream
+from wsh.client._sync import Attachment, Client, IdleStream, WatchStream
 
 __all__ = [
     "DEFAULT_IDLE_MS",
+    "AsyncAttachment",
     "AsyncClient",
     "AsyncIdleStream",
+    "AsyncWatchStream",
+    "Attachment",
     "Client",
     "IdleStream",
     "RaceOptions",
     "ScreenFormatArg",
+    "WatchStream",
     "WshRpcError",
     "screen_format",
 ]

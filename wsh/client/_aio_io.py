@@ -7,6 +7,8 @@ this module. Everything else about the two clients is written once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 import grpc
@@ -28,6 +30,9 @@ Channel: TypeAlias = grpc.aio.Channel
 Stub: TypeAlias = "HubServiceAsyncStub"
 UnaryUnary = grpc.aio.UnaryUnaryMultiCallable
 RaceCall: TypeAlias = "grpc.aio.UnaryStreamCall[hub_pb2.RaceIdleRequest, hub_pb2.RaceIdleResponse]"
+WatchCall: TypeAlias = (
+    "grpc.aio.UnaryStreamCall[hub_pb2.WatchSessionsRequest, hub_pb2.WatchSessionsResponse]"
+)
 RpcError = grpc.aio.AioRpcError
 
 
@@ -46,8 +51,48 @@ async def close_channel(channel: Channel) -> None:
     await channel.close(None)
 
 
-def cancel_call(call: RaceCall) -> None:
+def cancel_call(call: RaceCall | WatchCall) -> None:
     call.cancel()
+
+
+class AttachCall:
+    """An ``Attach`` call: ``start`` goes first, written on the first use."""
+
+    def __init__(
+        self,
+        stub: Stub,
+        start: hub_pb2.AttachRequest,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str], ...] | None,
+    ) -> None:
+        self._call = stub.Attach(None, timeout=timeout, metadata=metadata)
+        self._start: hub_pb2.AttachRequest | None = start
+        # grpc.aio takes one write at a time.
+        self._writing = asyncio.Lock()
+
+    async def _started(self) -> None:
+        async with self._writing:
+            if self._start is not None:
+                await self._call.write(self._start)
+                self._start = None
+
+    async def write(self, request: hub_pb2.AttachRequest) -> None:
+        await self._started()
+        async with self._writing:
+            # A call that has ended refuses writes: the next read tells how it ended.
+            with contextlib.suppress(asyncio.InvalidStateError):
+                await self._call.write(request)
+
+    async def read(self) -> hub_pb2.AttachResponse | None:
+        """The next response; None at the end of the stream."""
+        await self._started()
+        response = await self._call.read()
+        if response is grpc.aio.EOF:  # type: ignore[attr-defined]  # not in grpc-stubs
+            return None
+        return cast(hub_pb2.AttachResponse, response)
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 def rpc_error(exc: RpcError) -> WshRpcError:

@@ -33,9 +33,11 @@ from wsh.client._params import (
     screen_format,
 )
 from wsh.client._sync_io import (
+    AttachCall,
     RaceCall,
     RpcError,
     UnaryUnary,
+    WatchCall,
     cancel_call,
     close_channel,
     open_channel,
@@ -81,6 +83,111 @@ class IdleStream:
         self.cancel()
 
 
+class WatchStream:
+    """The events of a ``WatchSessions`` call: a snapshot of the sessions and
+    servers in scope, ended by a ``WATCH_EVENT_SYNCED`` event, then one event
+    per change (see ``WatchSessionsResponse`` in the proto).
+
+    Iterate it (``async for`` the asyncio one); it never ends by itself.
+    ``cancel()``, or leaving a ``with`` (``async with``) block, ends it.
+    """
+
+    def __init__(self, call: WatchCall) -> None:
+        self._call = call
+        self._responses = iter(call)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> hub_pb2.WatchSessionsResponse:
+        try:
+            return next(self._responses)
+        except RpcError as exc:
+            raise rpc_error(exc) from exc
+
+    def cancel(self) -> None:
+        """End the stream."""
+        cancel_call(self._call)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+
+class Attachment:
+    """A live ``Attach`` to one session (see :meth:`AsyncClient.attach`).
+
+    Iterate it (``async for`` the asyncio one) for the bytes to write to a
+    terminal, in order: the first snapshot's repaint, the session's output,
+    and a new repaint after each resync (this client fell behind and output
+    was dropped for it). Iteration ends when the stream does: after
+    :meth:`detach`, or once the process exited (then ``exit_code`` is set).
+    Errors raise :class:`WshRpcError` (SESSION_NOT_FOUND once the session is
+    killed, ATTACH_READ_ONLY for input on a read-only attach...).
+
+    ``snapshot`` is the last ``AttachSnapshot`` (its ``screen`` as GetScreen
+    gives it, its ``generation``, its ``resyncs``). Leaving a ``with``
+    (``async with``) block, or :meth:`cancel`, ends the stream.
+    """
+
+    def __init__(self, call: AttachCall) -> None:
+        self._call = call
+        self.snapshot: hub_pb2.AttachSnapshot | None = None
+        self.exit_code: int | None = None
+
+    @property
+    def resyncs(self) -> int:
+        """Snapshots sent again because this client fell behind."""
+        return self.snapshot.resyncs if self.snapshot is not None else 0
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> bytes:
+        while True:
+            try:
+                response = self._call.read()
+            except RpcError as exc:
+                self.cancel()
+                raise rpc_error(exc) from exc
+            if response is None:
+                self.cancel()
+                raise StopIteration
+            kind = response.WhichOneof("response")
+            if kind == "snapshot":
+                self.snapshot = response.snapshot
+                return response.snapshot.repaint
+            if kind == "output":
+                return response.output
+            if kind == "end":
+                self.exit_code = response.end.exit_code
+
+    def send(self, data: str | bytes) -> None:
+        """Input for the program (a str is sent as UTF-8), at most 1 MiB."""
+        self._call.write(hub_pb2.AttachRequest(input=as_bytes(data)))
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize the session (the last resize of any attacher wins)."""
+        size = hub_pb2.AttachSize(rows=rows, cols=cols)
+        self._call.write(hub_pb2.AttachRequest(resize=size))
+
+    def detach(self) -> None:
+        """End the stream cleanly; the session runs on. Iteration then ends."""
+        self._call.write(hub_pb2.AttachRequest(detach=hub_pb2.AttachDetach()))
+
+    def cancel(self) -> None:
+        """End the stream at once."""
+        self._call.cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+
 class Client:
     """Client of a wsh server's HubService: ``Client`` blocks, ``AsyncClient`` is asyncio.
 
@@ -100,8 +207,9 @@ class Client:
     Methods on sessions take ``server``: the hostname owning the session,
     ``""`` for the server this client talks to.
 
-    ``AsyncClient``'s methods are coroutines, except :meth:`race_idle`, which
-    returns an async iterator; create it inside a running event loop.
+    ``AsyncClient``'s methods are coroutines, except :meth:`race_idle` and
+    :meth:`watch_sessions` (or :meth:`watch`) and :meth:`attach`, which
+    return async iterators; create them inside a running event loop.
     """
 
     def __init__(
@@ -357,6 +465,56 @@ class Client:
             request, timeout=self._deadline(timeout), metadata=self._metadata
         )
         return IdleStream(call)
+
+    def watch_sessions(
+        self,
+        *,
+        tags: Iterable[str] = (),
+        server: str = "",
+        timeout: float | None = None,
+    ) -> WatchStream:
+        """Stream the sessions (``tags``: any of) and servers in scope
+        (``server``: one server; default the whole cluster): a snapshot, then
+        one event per change. A watcher that falls behind gets a new snapshot,
+        each event of which has ``resync`` set. Use it as a context manager,
+        or call ``cancel()``, to end the stream.
+        """
+        request = hub_pb2.WatchSessionsRequest(tags=list(tags), server=server)
+        call = self._stub.WatchSessions(
+            request, timeout=self._deadline(timeout), metadata=self._metadata
+        )
+        return WatchStream(call)
+
+    # The short name the CLI's `wsh watch` goes by.
+    watch = watch_sessions
+
+    def attach(
+        self,
+        name: str,
+        *,
+        server: str = "",
+        read_only: bool = False,
+        rows: int = 0,
+        cols: int = 0,
+        format: ScreenFormatArg = "plain",
+        timeout: float | None = None,
+    ) -> Attachment:
+        """Watch and drive session ``name`` live: see :class:`AsyncAttachment`.
+
+        ``rows`` and ``cols`` (0: keep) resize the session first, unless
+        ``read_only`` (then input is refused). ``format`` is that of the
+        snapshots' ``screen``. ``timeout`` bounds the whole stream.
+        """
+        start = hub_pb2.AttachStart(
+            name=name,
+            server=server,
+            mode=hub_pb2.ATTACH_MODE_READ_ONLY if read_only else hub_pb2.ATTACH_MODE_READ_WRITE,
+            format=screen_format(format),
+        )
+        if rows or cols:
+            start.size.rows, start.size.cols = rows, cols
+        request = hub_pb2.AttachRequest(start=start)
+        return Attachment(AttachCall(self._stub, request, self._deadline(timeout), self._metadata))
 
     def race_first(self, **options: Unpack[RaceOptions]) -> types_pb2.Idle:
         """The first session to settle (see :meth:`race_idle`); the stream is then cancelled."""

@@ -6,6 +6,7 @@ The blocking twin of :mod:`wsh.client._aio_io`, with the same names;
 
 from __future__ import annotations
 
+import queue
 from typing import TypeAlias, cast
 
 import grpc
@@ -20,6 +21,7 @@ Channel: TypeAlias = grpc.Channel
 Stub: TypeAlias = hub_pb2_grpc.HubServiceStub
 UnaryUnary = grpc.UnaryUnaryMultiCallable
 RaceCall: TypeAlias = "grpc.CallIterator[hub_pb2.RaceIdleResponse]"
+WatchCall: TypeAlias = "grpc.CallIterator[hub_pb2.WatchSessionsResponse]"
 RpcError = grpc.RpcError
 
 
@@ -38,8 +40,37 @@ def close_channel(channel: Channel) -> None:
     channel.close()
 
 
-def cancel_call(call: RaceCall) -> None:
+def cancel_call(call: RaceCall | WatchCall) -> None:
     call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
+
+
+class AttachCall:
+    """An ``Attach`` call: its requests go through a queue that gRPC's own
+    thread drains, so ``write`` never blocks; ``start`` goes first."""
+
+    def __init__(
+        self,
+        stub: Stub,
+        start: hub_pb2.AttachRequest,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str], ...] | None,
+    ) -> None:
+        self._requests: queue.SimpleQueue[hub_pb2.AttachRequest | None] = queue.SimpleQueue()
+        self._requests.put(start)
+        self._call = stub.Attach(iter(self._requests.get, None), timeout=timeout, metadata=metadata)
+        self._responses = iter(self._call)
+
+    def write(self, request: hub_pb2.AttachRequest) -> None:
+        self._requests.put(request)
+
+    def read(self) -> hub_pb2.AttachResponse | None:
+        """The next response; None at the end of the stream."""
+        return next(self._responses, None)
+
+    def cancel(self) -> None:
+        # The end of the requests lets gRPC's thread that reads them finish.
+        self._requests.put(None)
+        self._call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
 
 
 def rpc_error(exc: RpcError) -> WshRpcError:

@@ -73,6 +73,8 @@ def _resolve(file: FileConfig, sources: Sources, listen: str) -> ServerConfig:
         exited_retention_s=float(_num(pick("exited_retention_s"))),
         scrollback_lines=_int(pick("scrollback_lines")),
         scrollback_bytes=_int(pick("scrollback_bytes")),
+        max_attachers=_int(pick("max_attachers")),
+        attach_buffer_bytes=_int(pick("attach_buffer_bytes")),
         max_connections=None if pick("max_connections") is None else _int(pick("max_connections")),
         max_backends=_int(pick("max_backends")),
         log_level=str(pick("log_level")),

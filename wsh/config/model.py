@@ -101,6 +101,8 @@ class ServerConfig:
     exited_retention_s: float = defaults.EXITED_RETENTION_S
     scrollback_lines: int = defaults.SCROLLBACK_LINES
     scrollback_bytes: int = defaults.SCROLLBACK_BYTES
+    max_attachers: int = defaults.MAX_ATTACHERS
+    attach_buffer_bytes: int = defaults.ATTACH_BUFFER_BYTES
     # None: as many as the open-file limit allows after its reserve (see limits).
     max_connections: int | None = None
     max_backends: int = DEFAULT_MAX_BACKENDS

@@ -114,6 +114,20 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0, metavar="BYTES",
     ),
     Setting(
+        "max_attachers", "--max-attachers", "WSH_MAX_ATTACHERS", "max_attachers", "int",
+        defaults.MAX_ATTACHERS,
+        "Attach streams open on one session at once; more are refused with "
+        "TOO_MANY_ATTACHERS",
+        minimum=1, metavar="N",
+    ),
+    Setting(
+        "attach_buffer_bytes", "--attach-buffer", "WSH_ATTACH_BUFFER", "attach_buffer",
+        "int", defaults.ATTACH_BUFFER_BYTES,
+        "output an attacher may have pending; past it the output is dropped and the "
+        "attacher gets a new snapshot (a resync); at least 65536, one read of the PTY",
+        minimum=65536, metavar="BYTES",
+    ),
+    Setting(
         "max_connections", "--max-connections", "WSH_MAX_CONNECTIONS", "max_connections",
         "int", None,
         "connections accepted at once, all clients together; by default 1024, fewer "

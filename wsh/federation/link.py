@@ -27,8 +27,10 @@ from wsh.errors import Kind, WshError
 from wsh.federation import sanitize
 from wsh.federation.auth import bearer_metadata, redact
 from wsh.federation.ip_access import IpAccess
-from wsh.federation.registry import Backend, Health, Registry
+from wsh.federation.registry import Backend, Health, Registry, ServerChange, ServerChangeKind
 from wsh.identity import ServerIdentity
+from wsh.sessions import changes
+from wsh.sessions.changes import ChangeKind
 from wsh.text import printable
 from wsh.v1 import backend_pb2, backend_pb2_grpc, hub_pb2_grpc
 
@@ -199,7 +201,7 @@ class BackendLink:
         # and races) so that a call naming one of its sessions is told the
         # server is unavailable, and no other backend can claim the name.
         if health is Health.REJECTED:
-            backend.clear_sessions()
+            self._registry.forget_sessions(backend)
         error = redact(error, [backend.token])
         # Our own messages quote what they cite already; anything that still
         # holds a control character came from a peer unquoted.
@@ -216,9 +218,12 @@ class BackendLink:
                 health.value,
                 f": {error}" if error else "",
             )
+        changed = backend.health is not health
         backend.health = health
         backend.last_error = error
-        self._registry.changed(backend)
+        self._registry.changes.bump()
+        if changed:
+            self._registry.publish(ServerChange(ServerChangeKind.HEALTH_CHANGED, backend))
 
     # -- the loop -------------------------------------------------------------
 
@@ -290,15 +295,19 @@ class BackendLink:
             sessions = sanitize.check_inventory(
                 [convert.session_from_pb(s) for s in listed], backend.hostname
             )
+            # The new inventory replaces the old one at once; watchers get
+            # the differences (a backend back from a drop is no flood of
+            # events, and changes made meanwhile are no gap).
+            before, was_quiet = dict(backend.sessions), set(backend.quiet)
             backend.clear_sessions()
             for info in sessions:
                 backend.upsert(info)
-            self._transitions(second.inventory.states)
+            self._transitions(second.inventory.states, publish=False)
             self._sent_at.clear()
             self._set(Health.HEALTHY)
-            # Already HEALTHY (a Link replaced at once): the new inventory
-            # must still be told.
-            self._registry.changed(backend)
+            self._registry.changes.bump()
+            for change in changes.resynced(before, backend.sessions, was_quiet, self._quiet_ms()):
+                self._registry.publish(change)
             beats = asyncio.get_running_loop().create_task(
                 self._heartbeats(call), name=f"heartbeat-{backend.hostname}"
             )
@@ -404,21 +413,35 @@ class BackendLink:
                         what="sessions",
                         backend=backend.hostname,
                     )
+                # A previous name it never announced is not passed on.
+                previous = event.previous_name if event.previous_name in backend.sessions else ""
+                old = backend.sessions.get(previous or info.name)
                 backend.upsert(info, event.previous_name)
-                self._registry.changed(backend, info.name)
-                if event.previous_name:
-                    self._registry.notify(backend, event.previous_name)
+                self._registry.changes.bump()
+                for change in changes.upserted(old, info, previous):
+                    self._registry.publish(change)
             elif event.removed:
+                gone = backend.sessions.get(event.removed)
                 backend.remove(event.removed)
-                self._registry.changed(backend, event.removed)
+                self._registry.changes.bump()
+                if gone is not None:
+                    how = ChangeKind.EXPIRED if event.expired else ChangeKind.KILLED
+                    self._registry.publish(changes.removed(gone, how))
         elif kind == "transitions":
             self._transitions(msg.transitions.transitions)
         else:
             raise sanitize.BackendGarbage(f"unexpected {kind or 'empty'} message on the Link")
 
-    def _transitions(self, transitions: Sequence[backend_pb2.SessionTransition]) -> None:
+    def _quiet_ms(self) -> dict[str, int]:
+        """The backend's settled sessions and how long each has been quiet."""
+        now = time.monotonic()
+        return {name: self.backend.idle_ms(name, now) for name in self.backend.quiet}
+
+    def _transitions(
+        self, transitions: Sequence[backend_pb2.SessionTransition], *, publish: bool = True
+    ) -> None:
         """Record which sessions settled or became active (names the backend
-        never announced are ignored)."""
+        never announced are ignored); ``publish`` tells watchers too."""
         backend = self.backend
         sanitize.check_count(
             len(transitions),
@@ -428,8 +451,16 @@ class BackendLink:
         )
         for entry in transitions:
             sanitize.check_activity(entry.generation, entry.quiet_ms, backend.hostname)
+            known = backend.sessions.get(entry.name)
+            was = (entry.name in backend.quiet, known.generation if known else -1)
             if backend.transition(entry.name, entry.generation, entry.quiet, entry.quiet_ms):
-                self._registry.notify(backend, entry.name)
+                # Settled again at a newer generation (the active turn in
+                # between was not seen) is news too; the same state is not.
+                info = backend.sessions[entry.name]
+                if publish and (
+                    entry.quiet != was[0] or (entry.quiet and entry.generation != was[1])
+                ):
+                    self._registry.publish(changes.activity(info, entry.quiet, entry.quiet_ms))
 
     async def _heartbeats(self, call: Any) -> None:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from dataclasses import dataclass, field
 from wsh.errors import Kind, WshError, session_not_found, shorten
 from wsh.federation.address import BackendAddress
 from wsh.sessions.activity import MAX_MS
+from wsh.sessions.changes import ChangeKind, SessionChange, removed
 from wsh.sessions.info import SessionInfo
+
+log = logging.getLogger(__name__)
 
 
 class Health(enum.Enum):
@@ -133,6 +137,25 @@ class Changes:
         return self.version
 
 
+class ServerChangeKind(enum.Enum):
+    ADDED = "added"
+    REMOVED = "removed"
+    HEALTH_CHANGED = "health_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerChange:
+    """A backend registered, deregistered, or whose health changed; ``backend``
+    is as it is now."""
+
+    kind: ServerChangeKind
+    backend: Backend
+
+
+RegistryEvent = SessionChange | ServerChange
+RegistryListener = Callable[[RegistryEvent], None]
+
+
 def server_not_found(hostname: str) -> WshError:
     return WshError(
         Kind.NOT_FOUND,
@@ -140,11 +163,6 @@ def server_not_found(hostname: str) -> WshError:
         f"No server named {shorten(hostname)!r} in this cluster; `wsh servers` lists them.",
         {"server": shorten(hostname)},
     )
-
-
-# Told of every change to a backend: its session ``name``, or None for its
-# health, its whole inventory, its registration.
-ChangeListener = Callable[[Backend, str | None], None]
 
 
 class Registry:
@@ -155,25 +173,29 @@ class Registry:
         self._backends: dict[str, Backend] = {}  # canonical address -> backend
         # Inventory and health changes, for those that wait for one.
         self.changes = Changes()
-        self._listeners: list[ChangeListener] = []
+        self._watchers: list[RegistryListener] = []
 
-    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call ``listener`` on every change, transitions included; returns
-        an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+    # -- events for watchers and races -----------------------------------------
 
-    def changed(self, backend: Backend, name: str | None = None) -> None:
-        """Backend ``backend``'s session ``name`` (None: anything else of it)
-        changed in its inventory or health."""
-        self.changes.bump()
-        self.notify(backend, name)
+    def subscribe(self, listener: RegistryListener) -> Callable[[], None]:
+        """Call ``listener`` with what each change was (created, killed, a
+        backend's health...), as it happens; returns an unsubscribe."""
+        self._watchers.append(listener)
+        return lambda: self._watchers.remove(listener)
 
-    def notify(self, backend: Backend, name: str | None) -> None:
-        """Tell listeners only: for a transition of session ``name``, which
-        nothing that waits on ``changes`` cares about."""
-        for listener in list(self._listeners):
-            listener(backend, name)
+    def publish(self, event: RegistryEvent) -> None:
+        for listener in list(self._watchers):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("registry event listener failed")
+
+    def forget_sessions(self, backend: Backend) -> None:
+        """Drop a backend's inventory, telling watchers each session is gone."""
+        if self._watchers:
+            for info in list(backend.sessions.values()):
+                self.publish(removed(info, ChangeKind.REMOVED))
+        backend.clear_sessions()
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(list(self._backends.values()))
@@ -202,13 +224,15 @@ class Registry:
                 {"address": backend.address.url},
             )
         self._backends[backend.address.url] = backend
-        self.changed(backend)
+        self.changes.bump()
+        self.publish(ServerChange(ServerChangeKind.ADDED, backend))
 
     def remove(self, backend: Backend) -> None:
         if self._backends.get(backend.address.url) is backend:
             del self._backends[backend.address.url]
-            backend.clear_sessions()
-            self.changed(backend)
+            self.forget_sessions(backend)
+            self.changes.bump()
+            self.publish(ServerChange(ServerChangeKind.REMOVED, backend))
 
     def find(self, hostname: str = "", address: str = "") -> Backend:
         """A backend by hostname, or by address while its hostname is unknown."""

@@ -238,3 +238,42 @@ def clean_scrollback(page: hub_pb2.GetScrollbackResponse, hostname: str) -> None
         _check_lines(
             [span.text for span in line.spans], MAX_DIMENSION, MAX_DIMENSION, "spans", hostname
         )
+
+
+# Attach output through a relay: a backend's chunks are at most 256 KiB and
+# a repaint of the largest styled screen a few MiB; past these bounds it is
+# not a wsh server's stream.
+MAX_ATTACH_OUTPUT = 1024 * 1024
+MAX_ATTACH_REPAINT = 12 * 1024 * 1024
+
+
+def clean_attach_response(
+    response: hub_pb2.AttachResponse, hostname: str, resyncs: int | None
+) -> hub_pb2.AttachResponse:
+    """One response of a backend's Attach stream, checked. ``resyncs`` is the
+    count of its last snapshot, None before the first (which must come first)."""
+    kind = response.WhichOneof("response")
+    if resyncs is None and kind != "snapshot":
+        raise BackendGarbage(f"Backend {hostname!r} began an Attach stream without a snapshot.")
+    if kind == "snapshot":
+        snapshot = response.snapshot
+        if len(snapshot.repaint) > MAX_ATTACH_REPAINT:
+            raise BackendGarbage(
+                f"Backend {hostname!r} sent a repaint of {len(snapshot.repaint)} bytes."
+            )
+        if resyncs is not None and not resyncs < snapshot.resyncs <= resyncs + 1:
+            raise BackendGarbage(
+                f"Backend {hostname!r} counted resyncs {resyncs} then {snapshot.resyncs}."
+            )
+        if resyncs is None and snapshot.resyncs:
+            raise BackendGarbage(f"Backend {hostname!r} began an Attach stream with a resync.")
+        clean_screen(snapshot.screen, hostname)
+        snapshot.server = hostname
+    elif kind == "output":
+        if len(response.output) > MAX_ATTACH_OUTPUT:
+            raise BackendGarbage(
+                f"Backend {hostname!r} sent {len(response.output)} bytes of output at once."
+            )
+    elif kind != "end":
+        raise BackendGarbage(f"Backend {hostname!r} sent an empty Attach response.")
+    return response

@@ -62,4 +62,4 @@ async def observe(
         backend.remove(name)
     else:
         backend.upsert(info)
-    registry.changed(backend, name)
+    registry.changes.bump()

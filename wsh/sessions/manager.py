@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from wsh import defaults
 from wsh.errors import Kind, WshError, invalid, session_not_found, shorten
 from wsh.names import check_session_name, check_tag_count, check_tags
+from wsh.sessions.attach import OutputTap
 from wsh.sessions.info import SessionInfo
 from wsh.sessions.session import Session
 from wsh.terminal.process import SpawnSpec
@@ -32,11 +33,14 @@ TERM = "xterm-256color"
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """A change in the inventory: ``info`` is set for an upsert, unset for a removal."""
+    """A change in the inventory: ``info`` is set for an upsert, unset for a
+    removal, which ``expired`` says was the end of an exited session's
+    retention (else it was killed)."""
 
     name: str
     info: SessionInfo | None
     previous_name: str = ""
+    expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +83,12 @@ class SessionManager:
         exited_retention_s: float = defaults.EXITED_RETENTION_S,
         scrollback_limit: int = defaults.SCROLLBACK_LINES,
         scrollback_bytes: int = defaults.SCROLLBACK_BYTES,
+        max_attachers: int = defaults.MAX_ATTACHERS,
+        attach_buffer_bytes: int = defaults.ATTACH_BUFFER_BYTES,
     ) -> None:
         self.hostname = hostname
+        self.max_attachers = max_attachers
+        self.attach_buffer_bytes = attach_buffer_bytes
         self.max_sessions = max_sessions
         self.exited_retention_s = exited_retention_s
         self.scrollback_limit = scrollback_limit
@@ -257,18 +265,22 @@ class SessionManager:
         self._upserted(session)
         return session
 
+    def attach(self, session: Session) -> OutputTap:
+        """A tap of ``session``'s output within this server's attach limits."""
+        return session.attach(self.attach_buffer_bytes, self.max_attachers)
+
     async def kill(self, name: str) -> None:
         """End the session's process group, reap it and forget the session."""
         session = self.get(name)
         self._forget(session)
         await session.close()
 
-    def _forget(self, session: Session) -> None:
+    def _forget(self, session: Session, *, expired: bool = False) -> None:
         del self._sessions[session.name]
         handle = self._retention.pop(session, None)
         if handle is not None:
             handle.cancel()
-        self._emit(SessionEvent(session.name, None))
+        self._emit(SessionEvent(session.name, None, expired=expired))
 
     def _process_exited(self, session: Session) -> None:
         if self._sessions.get(session.name) is not session:
@@ -282,7 +294,7 @@ class SessionManager:
         self._retention.pop(session, None)
         if self._sessions.get(session.name) is not session:
             return
-        self._forget(session)
+        self._forget(session, expired=True)
         task = asyncio.get_running_loop().create_task(
             session.close(), name=f"close-expired-{session.name}"
         )
@@ -293,6 +305,7 @@ class SessionManager:
         """Fail every idle wait with ``error``, so that a shutdown need not outwait them."""
         for session in self._sessions.values():
             session.activity.close(error)
+            session.end_taps(error)
 
     async def close_all(self) -> None:
         """Kill every session concurrently (server shutdown)."""

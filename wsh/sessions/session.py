@@ -12,6 +12,7 @@ from collections.abc import Callable
 from wsh import defaults
 from wsh.errors import Kind, WshError, session_not_found
 from wsh.sessions.activity import Activity, wait_ready
+from wsh.sessions.attach import OutputTap
 from wsh.sessions.info import SessionInfo, SessionState
 from wsh.terminal.foreground import Foreground
 from wsh.terminal.process import PtyProcess, SpawnSpec
@@ -136,6 +137,8 @@ class Session:
         self._feeder = Feeder.of(asyncio.get_running_loop())
         self._backlog = False  # output waits in the feeder's queue
         self._on_exit: Callable[[Session], None] | None = None
+        self._ended = False  # the exit was told: the screen shows all the output
+        self._taps: set[OutputTap] = set()
         # The last inspection of the foreground, with its monotonic time and
         # the generation then.
         self._foreground: tuple[Foreground, float, int] | None = None
@@ -150,11 +153,21 @@ class Session:
     def _finish(self) -> None:
         on_exit, self._on_exit = self._on_exit, None
         if on_exit is not None:
+            self._ended = True
             self.activity.finish()
+            for tap in self._taps:
+                tap.exited(self._exit_code())
             on_exit(self)
+
+    def _exit_code(self) -> int:
+        code = self.process.exit_code
+        return -1 if code is None else code
 
     def _output(self, data: bytes) -> None:
         self.screen.write(data)
+        # In the same step as the emulator's queue: see sessions/attach.py.
+        for tap in self._taps:
+            tap.put(data)
         if self._backlog:
             return
         if self._feeder.busy:
@@ -245,6 +258,39 @@ class Session:
                 {"session": self.name},
             )
 
+    @property
+    def attachers(self) -> int:
+        return len(self._taps)
+
+    def attach(self, buffer_bytes: int, max_attachers: int) -> OutputTap:
+        """A tap of this session's output; take a :meth:`snapshot` at once
+        (in the same step) before reading it. ``detach`` it when done."""
+        if len(self._taps) >= max_attachers:
+            raise WshError(
+                Kind.RESOURCE_EXHAUSTED,
+                "TOO_MANY_ATTACHERS",
+                f"Session {self.name!r} already has {len(self._taps)} attachers (the "
+                f"limit is {max_attachers}); detach some first.",
+                {"session": self.name, "limit": str(max_attachers)},
+            )
+        tap = OutputTap(buffer_bytes, self._taps.discard)
+        self._taps.add(tap)
+        if self._ended:
+            tap.exited(self._exit_code())
+        return tap
+
+    def snapshot(self, tap: OutputTap) -> bytes:
+        """Bytes that repaint a terminal to show the screen as ``view`` does
+        now; ``tap`` restarts from this point: with the output the emulator
+        has not taken yet, then every later read."""
+        tap.restart(self.screen.unfed())
+        return self.screen.repaint()
+
+    def end_taps(self, error: WshError) -> None:
+        """End every attacher's stream with ``error``."""
+        for tap in list(self._taps):
+            tap.fail(error)
+
     def resize(self, rows: int, cols: int) -> None:
         self.rows, self.cols = rows, cols
         self.screen.resize(rows, cols)
@@ -279,6 +325,7 @@ class Session:
     async def close(self) -> None:
         """Fail waits on this session, end its process group and free the PTY."""
         self.activity.close(session_not_found(self.name))
+        self.end_taps(session_not_found(self.name))
         self._feeder.discard(self)
         self._backlog = False
         await self.process.terminate()

@@ -61,6 +61,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 _text = attrgetter("text")
 _DEFAULT_PEN = "\x1b[0m"
+# Put a terminal in a known state before a repaint: the primary screen, a
+# soft reset (pen, modes, scroll region, charsets; it turns autowrap off,
+# hence ?7h), then cleared with the cursor home. pyavt's dump assumes that.
+_REPAINT_PREFIX = "\x1b[?1049l\x1b[!p\x1b[?7h\x1b[H\x1b[2J"
 # The most output fed to pyavt at once: it slows down on big inputs (by half
 # at 64 KiB).
 _SLICE = 4096
@@ -189,6 +193,23 @@ class TerminalScreen:
     def backlog(self) -> bool:
         """Whether output written is waiting to be fed to the emulator."""
         return len(self._pending) > self._held
+
+    def repaint(self) -> bytes:
+        """Escape sequences that make a terminal of this size, in any state,
+        show the screen as emulated so far: contents, styles, cursor, the
+        alternate screen and the modes pyavt tracks (what :meth:`view` shows).
+
+        Output written but not emulated yet is not in it: see :meth:`unfed`.
+        """
+        # pyavt writes CSI as the C1 character, which a UTF-8 terminal may
+        # print rather than obey (tmux does); its cells never hold one.
+        dump = self._vt.dump().replace("\x9b", "\x1b[")
+        return (_REPAINT_PREFIX + dump).encode()
+
+    def unfed(self) -> bytes:
+        """The output written but not emulated yet, as bytes: what a terminal
+        shown :meth:`repaint` must receive next to catch up."""
+        return self._pending.encode() + self._decoder.getstate()[0]
 
     def feed(self, data: bytes) -> None:
         """Take raw output bytes and emulate them all now.

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from wsh.v1 import types_pb2 as wsh_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14wsh/v1/backend.proto\x12\x06wsh.v1\x1a\x12wsh/v1/types.proto\"@\n\x08Identity\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"T\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x63k_seq\x18\x02 \x01(\x04\x12)\n\x08\x61\x63tivity\x18\x03 \x03(\x0b\x32\x17.wsh.v1.SessionActivity\"p\n\x0fSessionActivity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x18\n\x10last_activity_ms\x18\x03 \x01(\r\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x12\n\nforeground\x18\x05 \x01(\t\"Y\n\tInventory\x12!\n\x08sessions\x18\x01 \x03(\x0b\x32\x0f.wsh.v1.Session\x12)\n\x06states\x18\x02 \x03(\x0b\x32\x19.wsh.v1.SessionTransition\"V\n\x11SessionTransition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\r\n\x05quiet\x18\x03 \x01(\x08\x12\x10\n\x08quiet_ms\x18\x04 \x01(\r\"=\n\x0bTransitions\x12.\n\x0btransitions\x18\x01 \x03(\x0b\x32\x19.wsh.v1.SessionTransition\"W\n\x0cSessionEvent\x12\x1f\n\x06upsert\x18\x01 \x01(\x0b\x32\x0f.wsh.v1.Session\x12\x15\n\rprevious_name\x18\x02 \x01(\t\x12\x0f\n\x07removed\x18\x03 \x01(\t\"f\n\x0bLinkRequest\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x10.wsh.v1.IdentityH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.wsh.v1.HeartbeatH\x00\x42\t\n\x07message\"\xe2\x01\n\x0cLinkResponse\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x10.wsh.v1.IdentityH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.wsh.v1.HeartbeatH\x00\x12&\n\tinventory\x18\x03 \x01(\x0b\x32\x11.wsh.v1.InventoryH\x00\x12%\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x14.wsh.v1.SessionEventH\x00\x12*\n\x0btransitions\x18\x05 \x01(\x0b\x32\x13.wsh.v1.TransitionsH\x00\x42\t\n\x07message2G\n\x0e\x42\x61\x63kendService\x12\x35\n\x04Link\x12\x13.wsh.v1.LinkRequest\x1a\x14.wsh.v1.LinkResponse(\x01\x30\x01\x42\\\n\x0e\x64\x65v.wsh.api.v1B\x0c\x42\x61\x63kendProtoP\x01Z\x18wsh.dev/api/wsh/v1;wshv1\xa2\x02\x03WSH\xaa\x02\x06Wsh.V1\xca\x02\x06Wsh\\V1\xea\x02\x07Wsh::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14wsh/v1/backend.proto\x12\x06wsh.v1\x1a\x12wsh/v1/types.proto\"@\n\x08Identity\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"T\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x63k_seq\x18\x02 \x01(\x04\x12)\n\x08\x61\x63tivity\x18\x03 \x03(\x0b\x32\x17.wsh.v1.SessionActivity\"p\n\x0fSessionActivity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x18\n\x10last_activity_ms\x18\x03 \x01(\r\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x12\n\nforeground\x18\x05 \x01(\t\"Y\n\tInventory\x12!\n\x08sessions\x18\x01 \x03(\x0b\x32\x0f.wsh.v1.Session\x12)\n\x06states\x18\x02 \x03(\x0b\x32\x19.wsh.v1.SessionTransition\"V\n\x11SessionTransition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\r\n\x05quiet\x18\x03 \x01(\x08\x12\x10\n\x08quiet_ms\x18\x04 \x01(\r\"=\n\x0bTransitions\x12.\n\x0btransitions\x18\x01 \x03(\x0b\x32\x19.wsh.v1.SessionTransition\"h\n\x0cSessionEvent\x12\x1f\n\x06upsert\x18\x01 \x01(\x0b\x32\x0f.wsh.v1.Session\x12\x15\n\rprevious_name\x18\x02 \x01(\t\x12\x0f\n\x07removed\x18\x03 \x01(\t\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\"f\n\x0bLinkRequest\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x10.wsh.v1.IdentityH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.wsh.v1.HeartbeatH\x00\x42\t\n\x07message\"\xe2\x01\n\x0cLinkResponse\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x10.wsh.v1.IdentityH\x00\x12&\n\theartbeat\x18\x02 \x01(\x0b\x32\x11.wsh.v1.HeartbeatH\x00\x12&\n\tinventory\x18\x03 \x01(\x0b\x32\x11.wsh.v1.InventoryH\x00\x12%\n\x05\x65vent\x18\x04 \x01(\x0b\x32\x14.wsh.v1.SessionEventH\x00\x12*\n\x0btransitions\x18\x05 \x01(\x0b\x32\x13.wsh.v1.TransitionsH\x00\x42\t\n\x07message2G\n\x0e\x42\x61\x63kendService\x12\x35\n\x04Link\x12\x13.wsh.v1.LinkRequest\x1a\x14.wsh.v1.LinkResponse(\x01\x30\x01\x42\\\n\x0e\x64\x65v.wsh.api.v1B\x0c\x42\x61\x63kendProtoP\x01Z\x18wsh.dev/api/wsh/v1;wshv1\xa2\x02\x03WSH\xaa\x02\x06Wsh.V1\xca\x02\x06Wsh\\V1\xea\x02\x07Wsh::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,11 +46,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSITIONS']._serialized_start=497
   _globals['_TRANSITIONS']._serialized_end=558
   _globals['_SESSIONEVENT']._serialized_start=560
-  _globals['_SESSIONEVENT']._serialized_end=647
-  _globals['_LINKREQUEST']._serialized_start=649
-  _globals['_LINKREQUEST']._serialized_end=751
-  _globals['_LINKRESPONSE']._serialized_start=754
-  _globals['_LINKRESPONSE']._serialized_end=980
-  _globals['_BACKENDSERVICE']._serialized_start=982
-  _globals['_BACKENDSERVICE']._serialized_end=1053
+  _globals['_SESSIONEVENT']._serialized_end=664
+  _globals['_LINKREQUEST']._serialized_start=666
+  _globals['_LINKREQUEST']._serialized_end=768
+  _globals['_LINKRESPONSE']._serialized_start=771
+  _globals['_LINKRESPONSE']._serialized_end=997
+  _globals['_BACKENDSERVICE']._serialized_start=999
+  _globals['_BACKENDSERVICE']._serialized_end=1070
 # @@protoc_insertion_point(module_scope)

@@ -223,10 +223,15 @@ class SessionEvent(_message.Message):
     UPSERT_FIELD_NUMBER: _builtins.int
     PREVIOUS_NAME_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
     previous_name: _builtins.str
     """Name the session had before this event, when it was renamed."""
     removed: _builtins.str
     """Killed or expired: its name, with upsert unset."""
+    expired: _builtins.bool
+    """With removed: the session had exited and its retention time passed
+    (false: it was killed).
+    """
     @_builtins.property
     def upsert(self) -> _types_pb2.Session:
         """Created, renamed, retagged, resized or exited: the session as it is now."""
@@ -237,10 +242,11 @@ class SessionEvent(_message.Message):
         upsert: _types_pb2.Session | None = ...,
         previous_name: _builtins.str = ...,
         removed: _builtins.str = ...,
+        expired: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upsert", b"upsert"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_name", b"previous_name", "removed", b"removed", "upsert", b"upsert"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "previous_name", b"previous_name", "removed", b"removed", "upsert", b"upsert"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,6 +71,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """TLS files cannot be read or do not match (INVALID_ARGUMENT at start-up,
     FAILED_PRECONDITION on reload). Metadata: path.
     """
+    ATTACH_NOT_STARTED: _ErrorReason.ValueType  # 20
+    """The first request of an Attach is not `start`."""
+    ATTACH_ALREADY_STARTED: _ErrorReason.ValueType  # 21
+    """An Attach request after the first is `start`."""
+    ATTACH_EMPTY_REQUEST: _ErrorReason.ValueType  # 22
+    """An Attach request sets none of its fields."""
     SESSION_NOT_FOUND: _ErrorReason.ValueType  # 30
     """-- NOT_FOUND ----------------------------------------------------------------
 
@@ -130,6 +136,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Too many failed tokens from one peer; wait a second."""
     LINK_BACKLOG: _ErrorReason.ValueType  # 65
     """A hub fell too far behind on a backend's Link (hub to backend)."""
+    TOO_MANY_ATTACHERS: _ErrorReason.ValueType  # 66
+    """The session has the server's --max-attachers attachers. Metadata:
+    session, limit.
+    """
     IDLE_TIMEOUT: _ErrorReason.ValueType  # 70
     """-- DEADLINE_EXCEEDED --------------------------------------------------------
 
@@ -166,6 +176,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The peer's address is outside the server's ip_access ranges
     (PERMISSION_DENIED). Metadata: ip.
     """
+    ATTACH_READ_ONLY: _ErrorReason.ValueType  # 93
+    """A READ_ONLY attacher sent input (PERMISSION_DENIED); its stream ends."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed. Every error status a wsh server sends carries a
@@ -226,6 +238,12 @@ TLS_INVALID: ErrorReason.ValueType  # 19
 """TLS files cannot be read or do not match (INVALID_ARGUMENT at start-up,
 FAILED_PRECONDITION on reload). Metadata: path.
 """
+ATTACH_NOT_STARTED: ErrorReason.ValueType  # 20
+"""The first request of an Attach is not `start`."""
+ATTACH_ALREADY_STARTED: ErrorReason.ValueType  # 21
+"""An Attach request after the first is `start`."""
+ATTACH_EMPTY_REQUEST: ErrorReason.ValueType  # 22
+"""An Attach request sets none of its fields."""
 SESSION_NOT_FOUND: ErrorReason.ValueType  # 30
 """-- NOT_FOUND ----------------------------------------------------------------
 
@@ -285,6 +303,10 @@ AUTH_RATE_LIMITED: ErrorReason.ValueType  # 64
 """Too many failed tokens from one peer; wait a second."""
 LINK_BACKLOG: ErrorReason.ValueType  # 65
 """A hub fell too far behind on a backend's Link (hub to backend)."""
+TOO_MANY_ATTACHERS: ErrorReason.ValueType  # 66
+"""The session has the server's --max-attachers attachers. Metadata:
+session, limit.
+"""
 IDLE_TIMEOUT: ErrorReason.ValueType  # 70
 """-- DEADLINE_EXCEEDED --------------------------------------------------------
 
@@ -321,4 +343,6 @@ IP_NOT_ALLOWED: ErrorReason.ValueType  # 92
 """The peer's address is outside the server's ip_access ranges
 (PERMISSION_DENIED). Metadata: ip.
 """
+ATTACH_READ_ONLY: ErrorReason.ValueType  # 93
+"""A READ_ONLY attacher sent input (PERMISSION_DENIED); its stream ends."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -62,6 +62,156 @@ settles the session instead and Idle.ready_unknown says so.
 """
 Global___IdleMode: _TypeAlias = IdleMode  # noqa: Y015
 
+class _WatchEvent:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WatchEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WatchEvent.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WATCH_EVENT_UNSPECIFIED: _WatchEvent.ValueType  # 0
+    """Never sent."""
+    WATCH_EVENT_SERVER: _WatchEvent.ValueType  # 1
+    """Snapshot: a server in scope as it is (`server_info`), this server first."""
+    WATCH_EVENT_SESSION: _WatchEvent.ValueType  # 2
+    """Snapshot: a session in scope as it is (`session_info`, `quiet`)."""
+    WATCH_EVENT_SYNCED: _WatchEvent.ValueType  # 3
+    """The snapshot is complete; every later response is a change, until the
+    next snapshot (see `resync`).
+    """
+    WATCH_EVENT_SESSION_CREATED: _WatchEvent.ValueType  # 4
+    """A session was created, or became known to this hub: a backend added,
+    or back with sessions made while it was unreachable.
+    """
+    WATCH_EVENT_SESSION_RENAMED: _WatchEvent.ValueType  # 5
+    """Renamed from `previous_name` to `session`."""
+    WATCH_EVENT_SESSION_TAGS_CHANGED: _WatchEvent.ValueType  # 6
+    """Tags changed from `previous_tags` to `session_info.tags`. A watcher
+    with a tag filter gets this event when the session had a wanted tag
+    before or has one now: a session leaving its scope says so here, and
+    one entering it is then described whole.
+    """
+    WATCH_EVENT_SESSION_RESIZED: _WatchEvent.ValueType  # 7
+    """Resized to `session_info.rows` x `session_info.cols`."""
+    WATCH_EVENT_SESSION_EXITED: _WatchEvent.ValueType  # 8
+    """The process exited: `session_info.exit_code` (negative: killed by that
+    signal). The session stays until it is killed or expires.
+    """
+    WATCH_EVENT_SESSION_KILLED: _WatchEvent.ValueType  # 9
+    """Killed (KillSession, or the server shutting down); gone."""
+    WATCH_EVENT_SESSION_EXPIRED: _WatchEvent.ValueType  # 10
+    """Exited, then forgotten once its retention time passed; gone."""
+    WATCH_EVENT_SESSION_REMOVED: _WatchEvent.ValueType  # 11
+    """No longer known to this hub, for a reason the hub cannot tell: it ended
+    while its server was unreachable, or its server was removed or rejected
+    (a SERVER_REMOVED follows the REMOVED of each of its sessions).
+    """
+    WATCH_EVENT_SESSION_BUSY: _WatchEvent.ValueType  # 12
+    """Output or input after the session had settled, at `generation`."""
+    WATCH_EVENT_SESSION_IDLE: _WatchEvent.ValueType  # 13
+    """Settled at `generation` (no output or input for the server's settle
+    time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+    last activity.
+    """
+    WATCH_EVENT_SERVER_ADDED: _WatchEvent.ValueType  # 14
+    """A backend was registered (`server_info`, usually CONNECTING)."""
+    WATCH_EVENT_SERVER_REMOVED: _WatchEvent.ValueType  # 15
+    """A backend was deregistered; its sessions were reported REMOVED first."""
+    WATCH_EVENT_SERVER_HEALTH_CHANGED: _WatchEvent.ValueType  # 16
+    """A server's health changed (`server_info.health`, `last_error`). The
+    sessions of a server that is not HEALTHY are kept as last known: they
+    are neither listed nor reachable until it is back, and then the events
+    bring them up to date (created, removed, changed) rather than
+    repeating them all.
+    """
+
+class WatchEvent(_WatchEvent, metaclass=_WatchEventEnumTypeWrapper):
+    """What a WatchSessionsResponse reports."""
+
+WATCH_EVENT_UNSPECIFIED: WatchEvent.ValueType  # 0
+"""Never sent."""
+WATCH_EVENT_SERVER: WatchEvent.ValueType  # 1
+"""Snapshot: a server in scope as it is (`server_info`), this server first."""
+WATCH_EVENT_SESSION: WatchEvent.ValueType  # 2
+"""Snapshot: a session in scope as it is (`session_info`, `quiet`)."""
+WATCH_EVENT_SYNCED: WatchEvent.ValueType  # 3
+"""The snapshot is complete; every later response is a change, until the
+next snapshot (see `resync`).
+"""
+WATCH_EVENT_SESSION_CREATED: WatchEvent.ValueType  # 4
+"""A session was created, or became known to this hub: a backend added,
+or back with sessions made while it was unreachable.
+"""
+WATCH_EVENT_SESSION_RENAMED: WatchEvent.ValueType  # 5
+"""Renamed from `previous_name` to `session`."""
+WATCH_EVENT_SESSION_TAGS_CHANGED: WatchEvent.ValueType  # 6
+"""Tags changed from `previous_tags` to `session_info.tags`. A watcher
+with a tag filter gets this event when the session had a wanted tag
+before or has one now: a session leaving its scope says so here, and
+one entering it is then described whole.
+"""
+WATCH_EVENT_SESSION_RESIZED: WatchEvent.ValueType  # 7
+"""Resized to `session_info.rows` x `session_info.cols`."""
+WATCH_EVENT_SESSION_EXITED: WatchEvent.ValueType  # 8
+"""The process exited: `session_info.exit_code` (negative: killed by that
+signal). The session stays until it is killed or expires.
+"""
+WATCH_EVENT_SESSION_KILLED: WatchEvent.ValueType  # 9
+"""Killed (KillSession, or the server shutting down); gone."""
+WATCH_EVENT_SESSION_EXPIRED: WatchEvent.ValueType  # 10
+"""Exited, then forgotten once its retention time passed; gone."""
+WATCH_EVENT_SESSION_REMOVED: WatchEvent.ValueType  # 11
+"""No longer known to this hub, for a reason the hub cannot tell: it ended
+while its server was unreachable, or its server was removed or rejected
+(a SERVER_REMOVED follows the REMOVED of each of its sessions).
+"""
+WATCH_EVENT_SESSION_BUSY: WatchEvent.ValueType  # 12
+"""Output or input after the session had settled, at `generation`."""
+WATCH_EVENT_SESSION_IDLE: WatchEvent.ValueType  # 13
+"""Settled at `generation` (no output or input for the server's settle
+time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+last activity.
+"""
+WATCH_EVENT_SERVER_ADDED: WatchEvent.ValueType  # 14
+"""A backend was registered (`server_info`, usually CONNECTING)."""
+WATCH_EVENT_SERVER_REMOVED: WatchEvent.ValueType  # 15
+"""A backend was deregistered; its sessions were reported REMOVED first."""
+WATCH_EVENT_SERVER_HEALTH_CHANGED: WatchEvent.ValueType  # 16
+"""A server's health changed (`server_info.health`, `last_error`). The
+sessions of a server that is not HEALTHY are kept as last known: they
+are neither listed nor reachable until it is back, and then the events
+bring them up to date (created, removed, changed) rather than
+repeating them all.
+"""
+Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
+
+class _AttachMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttachModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttachMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTACH_MODE_UNSPECIFIED: _AttachMode.ValueType  # 0
+    """Means READ_WRITE."""
+    ATTACH_MODE_READ_WRITE: _AttachMode.ValueType  # 1
+    """Input and resizes are taken."""
+    ATTACH_MODE_READ_ONLY: _AttachMode.ValueType  # 2
+    """Output only: input is refused (PERMISSION_DENIED ATTACH_READ_ONLY) and
+    resizes are ignored.
+    """
+
+class AttachMode(_AttachMode, metaclass=_AttachModeEnumTypeWrapper):
+    """What an attacher may do."""
+
+ATTACH_MODE_UNSPECIFIED: AttachMode.ValueType  # 0
+"""Means READ_WRITE."""
+ATTACH_MODE_READ_WRITE: AttachMode.ValueType  # 1
+"""Input and resizes are taken."""
+ATTACH_MODE_READ_ONLY: AttachMode.ValueType  # 2
+"""Output only: input is refused (PERMISSION_DENIED ATTACH_READ_ONLY) and
+resizes are ignored.
+"""
+Global___AttachMode: _TypeAlias = AttachMode  # noqa: Y015
+
 class _ServerHealth:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -948,6 +1098,383 @@ class RaceIdleResponse(_message.Message):
 Global___RaceIdleResponse: _TypeAlias = RaceIdleResponse  # noqa: Y015
 
 @_typing.final
+class WatchSessionsRequest(_message.Message):
+    """Which sessions and servers a WatchSessions stream covers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Filter: empty means the whole cluster; this server's hostname, its own
+    sessions; a backend's hostname, that backend's (SERVER_NOT_FOUND if no
+    registered server has it). A backend's events come from the Link the
+    hub already holds: a watch never opens a stream to a backend.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sessions having ANY of these tags; empty means all. Server events are
+        sent whatever the tags.
+        """
+
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        server: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["server", b"server", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionsRequest: _TypeAlias = WatchSessionsRequest  # noqa: Y015
+
+@_typing.final
+class WatchSessionsResponse(_message.Message):
+    """One event of a WatchSessions stream.
+
+    The stream starts with a snapshot: a SERVER for each server in scope, a
+    SESSION for each session in scope (those of servers that are not HEALTHY
+    too, as last known), then SYNCED. From then on each change is one event,
+    in the order this hub learned of them; a session event names its server
+    and session. A watcher that reads too slowly never holds the server
+    back: past 4096 pending events its queue is dropped and it gets a new
+    snapshot instead, every response of which has `resync` set; a client then
+    replaces what it knew by that snapshot.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    SESSION_INFO_FIELD_NUMBER: _builtins.int
+    PREVIOUS_NAME_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TAGS_FIELD_NUMBER: _builtins.int
+    SERVER_INFO_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    QUIET_FIELD_NUMBER: _builtins.int
+    QUIET_MS_FIELD_NUMBER: _builtins.int
+    RESYNC_FIELD_NUMBER: _builtins.int
+    RESYNCS_FIELD_NUMBER: _builtins.int
+    event: Global___WatchEvent.ValueType
+    """What happened (see WatchEvent)."""
+    server: _builtins.str
+    """Hostname of the server the event is about."""
+    session: _builtins.str
+    """Name of the session; empty for server events and SYNCED."""
+    previous_name: _builtins.str
+    """RENAMED: the name before."""
+    generation: _builtins.int
+    """BUSY and IDLE: the session's generation."""
+    quiet: _builtins.bool
+    """SESSION: whether the session is settled; IDLE: true."""
+    quiet_ms: _builtins.int
+    """IDLE: milliseconds since the session's last activity."""
+    resync: _builtins.bool
+    """Part of a snapshot sent because the watcher fell behind."""
+    resyncs: _builtins.int
+    """On every response of a snapshot (SERVER, SESSION, SYNCED): how many
+    times this stream has been resynchronised so far.
+    """
+    @_builtins.property
+    def session_info(self) -> _types_pb2.Session:
+        """The session as it is now; for KILLED, EXPIRED and REMOVED as last
+        known. Unset for BUSY and IDLE.
+        """
+
+    @_builtins.property
+    def previous_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """TAGS_CHANGED: the tags before, sorted."""
+
+    @_builtins.property
+    def server_info(self) -> Global___Server:
+        """SERVER and server events: the server as it is now."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___WatchEvent.ValueType = ...,
+        server: _builtins.str = ...,
+        session: _builtins.str = ...,
+        session_info: _types_pb2.Session | None = ...,
+        previous_name: _builtins.str = ...,
+        previous_tags: _abc.Iterable[_builtins.str] | None = ...,
+        server_info: Global___Server | None = ...,
+        generation: _builtins.int = ...,
+        quiet: _builtins.bool = ...,
+        quiet_ms: _builtins.int = ...,
+        resync: _builtins.bool = ...,
+        resyncs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_info", b"server_info", "session_info", b"session_info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "generation", b"generation", "previous_name", b"previous_name", "previous_tags", b"previous_tags", "quiet", b"quiet", "quiet_ms", b"quiet_ms", "resync", b"resync", "resyncs", b"resyncs", "server", b"server", "server_info", b"server_info", "session", b"session", "session_info", b"session_info"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionsResponse: _TypeAlias = WatchSessionsResponse  # noqa: Y015
+
+@_typing.final
+class AttachRequest(_message.Message):
+    """One request of an Attach stream: the first is `start`, every later one
+    `input`, `resize` or `detach`. A first request that is not `start`, or a
+    later `start`, gives INVALID_ARGUMENT ATTACH_NOT_STARTED or
+    ATTACH_ALREADY_STARTED.
+
+    The stream ends: OK after `detach` (a client that only closes its side
+    sends nothing more but still receives);
+    with an AttachEnd then OK when the process exits; NOT_FOUND
+    SESSION_NOT_FOUND when the session is killed; UNAVAILABLE
+    SERVER_UNAVAILABLE when a backend in between fails; UNAVAILABLE
+    SERVER_SHUTTING_DOWN when the server stops. An open Attach counts against
+    two limits: RESOURCE_EXHAUSTED TOO_MANY_STREAMS past 256 per client address
+    (kind "Attach"), TOO_MANY_ATTACHERS past the server's `max_attachers` per
+    session.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
+    DETACH_FIELD_NUMBER: _builtins.int
+    input: _builtins.bytes
+    """Bytes for the program, as SendInput writes them (at most 1 MiB each,
+    else INVALID_ARGUMENT INPUT_TOO_LARGE; each moves the generation on). A
+    READ_ONLY attacher sending input gets PERMISSION_DENIED
+    ATTACH_READ_ONLY, which ends its stream. Input and resizes that come
+    after the process exited are dropped: the stream is about to end with
+    AttachEnd.
+    """
+    @_builtins.property
+    def start(self) -> Global___AttachStart:
+        """First request only: which session, and how."""
+
+    @_builtins.property
+    def resize(self) -> Global___AttachSize:
+        """Resizes the session as ResizeSession does (0 keeps a dimension). With
+        several attachers the last resize wins: the session has one size, and
+        every attacher's terminal shows it (a smaller terminal wraps, a larger
+        one leaves a margin).
+        """
+
+    @_builtins.property
+    def detach(self) -> Global___AttachDetach:
+        """Ends the stream cleanly (OK); the session runs on."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___AttachStart | None = ...,
+        input: _builtins.bytes = ...,
+        resize: Global___AttachSize | None = ...,
+        detach: Global___AttachDetach | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["detach", b"detach", "input", b"input", "request", b"request", "resize", b"resize", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detach", b"detach", "input", b"input", "request", b"request", "resize", b"resize", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["start", "input", "resize", "detach"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___AttachRequest: _TypeAlias = AttachRequest  # noqa: Y015
+
+@_typing.final
+class AttachStart(_message.Message):
+    """The first request of an Attach stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """Hostname of the session's server; empty: found by name (see HubService)."""
+    name: _builtins.str
+    """The session's name."""
+    mode: Global___AttachMode.ValueType
+    """UNSPECIFIED means READ_WRITE."""
+    format: _types_pb2.ScreenFormat.ValueType
+    """Format of AttachSnapshot.screen."""
+    @_builtins.property
+    def size(self) -> Global___AttachSize:
+        """The client's terminal size: the session is resized to it before the
+        snapshot (a READ_ONLY attacher never resizes; unset keeps the size).
+        """
+
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        name: _builtins.str = ...,
+        mode: Global___AttachMode.ValueType = ...,
+        size: Global___AttachSize | None = ...,
+        format: _types_pb2.ScreenFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "mode", b"mode", "name", b"name", "server", b"server", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachStart: _TypeAlias = AttachStart  # noqa: Y015
+
+@_typing.final
+class AttachSize(_message.Message):
+    """A terminal size, each dimension clamped to 1..1000 (0 keeps the current)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    COLS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    """Height in rows."""
+    cols: _builtins.int
+    """Width in columns."""
+    def __init__(
+        self,
+        *,
+        rows: _builtins.int = ...,
+        cols: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachSize: _TypeAlias = AttachSize  # noqa: Y015
+
+@_typing.final
+class AttachDetach(_message.Message):
+    """Ends an Attach stream cleanly."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachDetach: _TypeAlias = AttachDetach  # noqa: Y015
+
+@_typing.final
+class AttachResponse(_message.Message):
+    """One response of an Attach stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    output: _builtins.bytes
+    """Raw output of the program, in order, as the terminal emulator of the
+    server that owns the session reads it after the last snapshot.
+    """
+    @_builtins.property
+    def snapshot(self) -> Global___AttachSnapshot:
+        """First, and again after every resync."""
+
+    @_builtins.property
+    def end(self) -> Global___AttachEnd:
+        """The process exited; the last response before the stream ends (OK)."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___AttachSnapshot | None = ...,
+        output: _builtins.bytes = ...,
+        end: Global___AttachEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "output", b"output", "response", b"response", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "output", b"output", "response", b"response", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["snapshot", "output", "end"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
+
+Global___AttachResponse: _TypeAlias = AttachResponse  # noqa: Y015
+
+@_typing.final
+class AttachSnapshot(_message.Message):
+    """The screen at one point of the output, after which `output` continues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAINT_FIELD_NUMBER: _builtins.int
+    SCREEN_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    RESYNCS_FIELD_NUMBER: _builtins.int
+    SERVER_FIELD_NUMBER: _builtins.int
+    repaint: _builtins.bytes
+    """Escape sequences that make a terminal of the session's size, at any
+    state, show the screen exactly: contents, styles, cursor, alternate
+    screen, modes. Then write each `output` as it comes.
+    """
+    generation: _builtins.int
+    """The session's generation at the snapshot."""
+    resyncs: _builtins.int
+    """Snapshots sent because this attacher fell behind: its output beyond its
+    buffer (the server's `attach_buffer_bytes`, 1 MiB by default) was dropped
+    and this snapshot replaces it. 0 in the first snapshot.
+    """
+    server: _builtins.str
+    """Hostname of the server that owns the session."""
+    @_builtins.property
+    def screen(self) -> _types_pb2.Screen:
+        """The same screen as GetScreen gives it, in AttachStart.format."""
+
+    def __init__(
+        self,
+        *,
+        repaint: _builtins.bytes = ...,
+        screen: _types_pb2.Screen | None = ...,
+        generation: _builtins.int = ...,
+        resyncs: _builtins.int = ...,
+        server: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["screen", b"screen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "repaint", b"repaint", "resyncs", b"resyncs", "screen", b"screen", "server", b"server"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachSnapshot: _TypeAlias = AttachSnapshot  # noqa: Y015
+
+@_typing.final
+class AttachEnd(_message.Message):
+    """The session's process exited."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    exit_code: _builtins.int
+    """The process's exit code; negative: killed by that signal."""
+    def __init__(
+        self,
+        *,
+        exit_code: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachEnd: _TypeAlias = AttachEnd  # noqa: Y015
+
+@_typing.final
 class Server(_message.Message):
     """A server of the cluster, as this one sees it."""
 
@@ -1328,6 +1855,8 @@ class ServerStats(_message.Message):
     RSS_BYTES_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     RACES_FIELD_NUMBER: _builtins.int
+    WATCHES_FIELD_NUMBER: _builtins.int
+    ATTACHES_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
     """Sessions held, exited ones included."""
     open_fds: _builtins.int
@@ -1342,6 +1871,10 @@ class ServerStats(_message.Message):
     """Open Link streams from hubs."""
     races: _builtins.int
     """RaceIdle streams being served."""
+    watches: _builtins.int
+    """WatchSessions streams being served."""
+    attaches: _builtins.int
+    """Attach streams being served (relayed ones too)."""
     def __init__(
         self,
         *,
@@ -1352,10 +1885,12 @@ class ServerStats(_message.Message):
         rss_bytes: _builtins.int = ...,
         links: _builtins.int = ...,
         races: _builtins.int = ...,
+        watches: _builtins.int = ...,
+        attaches: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attaches", b"attaches", "child_processes", b"child_processes", "links", b"links", "open_fds", b"open_fds", "races", b"races", "rss_bytes", b"rss_bytes", "sessions", b"sessions", "tasks", b"tasks", "watches", b"watches"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

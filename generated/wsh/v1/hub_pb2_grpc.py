@@ -130,6 +130,16 @@ class HubServiceStub:
                 request_serializer=wsh_dot_v1_dot_hub__pb2.RaceIdleRequest.SerializeToString,
                 response_deserializer=wsh_dot_v1_dot_hub__pb2.RaceIdleResponse.FromString,
                 _registered_method=True)
+        self.WatchSessions = channel.unary_stream(
+                '/wsh.v1.HubService/WatchSessions',
+                request_serializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsRequest.SerializeToString,
+                response_deserializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsResponse.FromString,
+                _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/wsh.v1.HubService/Attach',
+                request_serializer=wsh_dot_v1_dot_hub__pb2.AttachRequest.SerializeToString,
+                response_deserializer=wsh_dot_v1_dot_hub__pb2.AttachResponse.FromString,
+                _registered_method=True)
         self.ListServers = channel.unary_unary(
                 '/wsh.v1.HubService/ListServers',
                 request_serializer=wsh_dot_v1_dot_hub__pb2.ListServersRequest.SerializeToString,
@@ -300,6 +310,24 @@ class HubServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSessions(self, request, context):
+        """Streams the sessions and servers in scope: a snapshot, then one event
+        per change, for as long as the caller keeps the stream open (see
+        WatchSessionsResponse).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """Watches and drives one session live: the first request names it, the
+        first response is a snapshot of its screen, then its raw output follows,
+        with nothing lost or repeated between the two. See AttachRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListServers(self, request, context):
         """Lists this server first, then every registered backend.
         """
@@ -404,6 +432,16 @@ def add_HubServiceServicer_to_server(servicer, server):
                     servicer.RaceIdle,
                     request_deserializer=wsh_dot_v1_dot_hub__pb2.RaceIdleRequest.FromString,
                     response_serializer=wsh_dot_v1_dot_hub__pb2.RaceIdleResponse.SerializeToString,
+            ),
+            'WatchSessions': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSessions,
+                    request_deserializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsRequest.FromString,
+                    response_serializer=wsh_dot_v1_dot_hub__pb2.WatchSessionsResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=wsh_dot_v1_dot_hub__pb2.AttachRequest.FromString,
+                    response_serializer=wsh_dot_v1_dot_hub__pb2.AttachResponse.SerializeToString,
             ),
             'ListServers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListServers,
@@ -774,6 +812,60 @@ class HubService:
             '/wsh.v1.HubService/RaceIdle',
             wsh_dot_v1_dot_hub__pb2.RaceIdleRequest.SerializeToString,
             wsh_dot_v1_dot_hub__pb2.RaceIdleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wsh.v1.HubService/WatchSessions',
+            wsh_dot_v1_dot_hub__pb2.WatchSessionsRequest.SerializeToString,
+            wsh_dot_v1_dot_hub__pb2.WatchSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/wsh.v1.HubService/Attach',
+            wsh_dot_v1_dot_hub__pb2.AttachRequest.SerializeToString,
+            wsh_dot_v1_dot_hub__pb2.AttachResponse.FromString,
             options,
             channel_credentials,
             insecure,

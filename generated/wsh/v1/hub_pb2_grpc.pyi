@@ -120,6 +120,16 @@ class HubServiceStub:
     races its backends' sessions from the settle transitions their Links
     push, asking a backend only for a session of its that has settled.
     """
+    WatchSessions: _grpc.UnaryStreamMultiCallable[_hub_pb2.WatchSessionsRequest, _hub_pb2.WatchSessionsResponse]
+    """Streams the sessions and servers in scope: a snapshot, then one event
+    per change, for as long as the caller keeps the stream open (see
+    WatchSessionsResponse).
+    """
+    Attach: _grpc.StreamStreamMultiCallable[_hub_pb2.AttachRequest, _hub_pb2.AttachResponse]
+    """Watches and drives one session live: the first request names it, the
+    first response is a snapshot of its screen, then its raw output follows,
+    with nothing lost or repeated between the two. See AttachRequest.
+    """
     ListServers: _grpc.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]
     """Lists this server first, then every registered backend."""
     GetServer: _grpc.UnaryUnaryMultiCallable[_hub_pb2.GetServerRequest, _hub_pb2.GetServerResponse]
@@ -232,6 +242,16 @@ class HubServiceAsyncStub(HubServiceStub):
     (NOT_FOUND) when nothing in scope can settle, TOO_MANY_EXCLUSIONS. A hub
     races its backends' sessions from the settle transitions their Links
     push, asking a backend only for a session of its that has settled.
+    """
+    WatchSessions: _aio.UnaryStreamMultiCallable[_hub_pb2.WatchSessionsRequest, _hub_pb2.WatchSessionsResponse]  # type: ignore[assignment]
+    """Streams the sessions and servers in scope: a snapshot, then one event
+    per change, for as long as the caller keeps the stream open (see
+    WatchSessionsResponse).
+    """
+    Attach: _aio.StreamStreamMultiCallable[_hub_pb2.AttachRequest, _hub_pb2.AttachResponse]  # type: ignore[assignment]
+    """Watches and drives one session live: the first request names it, the
+    first response is a snapshot of its screen, then its raw output follows,
+    with nothing lost or repeated between the two. See AttachRequest.
     """
     ListServers: _aio.UnaryUnaryMultiCallable[_hub_pb2.ListServersRequest, _hub_pb2.ListServersResponse]  # type: ignore[assignment]
     """Lists this server first, then every registered backend."""
@@ -408,6 +428,28 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         (NOT_FOUND) when nothing in scope can settle, TOO_MANY_EXCLUSIONS. A hub
         races its backends' sessions from the settle transitions their Links
         push, asking a backend only for a session of its that has settled.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchSessions(
+        self,
+        request: _hub_pb2.WatchSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_hub_pb2.WatchSessionsResponse], _abc.AsyncIterator[_hub_pb2.WatchSessionsResponse]]:
+        """Streams the sessions and servers in scope: a snapshot, then one event
+        per change, for as long as the caller keeps the stream open (see
+        WatchSessionsResponse).
+        """
+
+    @_abc_1.abstractmethod
+    def Attach(
+        self,
+        request_iterator: _MaybeAsyncIterator[_hub_pb2.AttachRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_hub_pb2.AttachResponse], _abc.AsyncIterator[_hub_pb2.AttachResponse]]:
+        """Watches and drives one session live: the first request names it, the
+        first response is a snapshot of its screen, then its raw output follows,
+        with nothing lost or repeated between the two. See AttachRequest.
         """
 
     @_abc_1.abstractmethod

@@ -1,4 +1,5 @@
-"""The commands, by area: :mod:`.sessions`, :mod:`.waiting` (idle, run, race), :mod:`.servers`.
+"""The commands, by area: :mod:`.sessions`, :mod:`.waiting` (idle, run, race),
+:mod:`.watching` (watch), :mod:`.servers`.
 
 A handler gets the client, the parsed arguments and the :class:`Output`; it
 prints through the output and raises :class:`Failure` to fail, so that every
