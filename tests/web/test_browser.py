@@ -83,10 +83,15 @@ def row(driver: WebDriver, key: str) -> WebElement | None:
 
 
 def row_text(driver: WebDriver, key: str) -> str:
-    """A session's row as text ("" while absent); the page re-renders rows as
-    the cluster changes, so elements are found again for each look."""
-    found = row(driver, key)
-    return found.text if found else ""
+    """A session's row as text ("" while absent), read in one step in the page:
+    the page re-renders rows as the cluster changes."""
+    return str(
+        driver.execute_script(
+            'const r = document.querySelector(`tr[data-session="${arguments[0]}"]`);'
+            "return r ? r.innerText : '';",
+            key,
+        )
+    )
 
 
 def click_action(driver: WebDriver, key: str, action: str) -> None:

@@ -28,7 +28,9 @@ export interface ClusterActions {
   changed(): void;
 }
 
-type Edit = { key: string; kind: "rename" | "tags"; value: string };
+/** An open rename or retag: its form is built once and moved into each
+ * render, so what is being typed (and the caret) survives live updates. */
+type Edit = { key: string; kind: "rename" | "tags"; value: string; form?: HTMLElement };
 
 /** How long a Kill button waits for its confirming second press. */
 const CONFIRM_MS = 5000;
@@ -277,6 +279,7 @@ export class ClusterView {
 
   private editForm(session: Session): HTMLElement {
     const edit = this.edit!;
+    if (edit.form) return edit.form;
     const key = sessionKey(session);
     const label = edit.kind === "rename" ? `New name for ${session.name}` : `Tags of ${session.name}`;
     const input = h("input", { "data-key": `${key}#edit`, "aria-label": label, value: edit.value });
@@ -295,6 +298,7 @@ export class ClusterView {
       event.preventDefault();
       void this.saveEdit(session, edit);
     });
+    edit.form = form;
     return form;
   }
 

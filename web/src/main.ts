@@ -2,11 +2,12 @@
 // the cluster, a terminal, or a race.
 
 import { hubClient, hubTransport, storeToken } from "./api";
+import { AttachFeed } from "./attach";
 import { ClusterView } from "./cluster";
 import { describeError, needsToken } from "./errors";
 import { allTags } from "./model";
 import { RaceView } from "./race";
-import { ListSource } from "./source";
+import { WatchSource } from "./watch";
 import { TerminalView } from "./terminal";
 import type { Session } from "./gen/wsh/v1/types_pb";
 
@@ -17,14 +18,15 @@ function byId<T extends HTMLElement>(id: string): T {
 }
 
 function main(): void {
-  const hub = hubClient(hubTransport(window.location.origin));
+  const transport = hubTransport(window.location.origin);
+  const hub = hubClient(transport);
   const main = byId<HTMLElement>("main");
   const status = byId<HTMLParagraphElement>("status");
   const tokenForm = byId<HTMLFormElement>("token-form");
   const tokenInput = byId<HTMLInputElement>("token-input");
   const navCluster = byId<HTMLButtonElement>("nav-cluster");
   const navRace = byId<HTMLButtonElement>("nav-race");
-  const source = new ListSource(hub);
+  const source = new WatchSource(hub);
   let terminal: TerminalView | null = null;
 
   const report = (message: string, err?: unknown): void => {
@@ -65,6 +67,7 @@ function main(): void {
         }
       },
       report,
+      new AttachFeed(transport, session.server, session.name),
     );
     terminal = view;
     show("terminal", view.root);

@@ -8,7 +8,7 @@ import { Terminal } from "@xterm/xterm";
 import type { Hub } from "./api";
 import { clear, h } from "./dom";
 import { describeError, isAbort } from "./errors";
-import { InputQueue, ScreenFeed, type TerminalFeed } from "./feed";
+import { InputQueue, type TerminalFeed } from "./feed";
 import type { Screen, Session } from "./gen/wsh/v1/types_pb";
 import { lastPage, newerPage, olderPage, type Page, pageLabel } from "./scrollback";
 
@@ -33,7 +33,7 @@ export class TerminalView {
     private readonly session: Session,
     private readonly closed: () => void,
     private readonly report: (message: string, err?: unknown) => void,
-    feed?: TerminalFeed,
+    private readonly feed: TerminalFeed,
   ) {
     this.readOnlyBox = h("input", { type: "checkbox", id: "read-only" });
     this.readOnlyBox.addEventListener("change", () => {
@@ -85,10 +85,7 @@ export class TerminalView {
     this.term.onData((data) => {
       if (!this.readOnly) this.input.push(data);
     });
-    this.feed = feed ?? new ScreenFeed(hub, session.server, session.name);
   }
-
-  private readonly feed: TerminalFeed;
 
   get readOnly(): boolean {
     return this.readOnlyBox.checked;

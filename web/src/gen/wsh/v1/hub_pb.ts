@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file wsh/v1/hub.proto.
  */
 export const file_wsh_v1_hub: GenFile = /*@__PURE__*/
-  fileDesc("ChB3c2gvdjEvaHViLnByb3RvEgZ3c2gudjEi3AEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2NvbW1hbmQYAyABKAkSDAoEcm93cxgEIAEoDRIMCgRjb2xzGAUgASgNEgsKA2N3ZBgGIAEoCRIyCgNlbnYYByADKAsyJS53c2gudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QuRW52RW50cnkSDAoEdGFncxgIIAMoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIgCgdzZXNzaW9uGAEgASgLMg8ud3NoLnYxLlNlc3Npb24iMwoTTGlzdFNlc3Npb25zUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEdGFncxgCIAMoCSJiChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIhCghzZXNzaW9ucxgBIAMoCzIPLndzaC52MS5TZXNzaW9uEicKD21pc3Npbmdfc2VydmVycxgCIAMoCzIOLndzaC52MS5TZXJ2ZXIiMQoRR2V0U2Vzc2lvblJlcXVlc3QSDgoGc2VydmVyGAEgASgJEgwKBG5hbWUYAiABKAkiNgoSR2V0U2Vzc2lvblJlc3BvbnNlEiAKB3Nlc3Npb24YASABKAsyDy53c2gudjEuU2Vzc2lvbiJtChRVcGRhdGVTZXNzaW9uUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEbmFtZRgCIAEoCRIQCghuZXdfbmFtZRgDIAEoCRIQCghhZGRfdGFncxgEIAMoCRITCgtyZW1vdmVfdGFncxgFIAMoCSI5ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USIAoHc2Vzc2lvbhgBIAEoCzIPLndzaC52MS5TZXNzaW9uIjIKEktpbGxTZXNzaW9uUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEbmFtZRgCIAEoCSIlChNLaWxsU2Vzc2lvblJlc3BvbnNlEg4KBnNlcnZlchgBIAEoCSJZChBTZW5kSW5wdXRSZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBGRhdGEYAyABKAxIABIOCgR0ZXh0GAQgASgJSABCBwoFaW5wdXQiNwoRU2VuZElucHV0UmVzcG9uc2USEgoKZ2VuZXJhdGlvbhgBIAEoBBIOCgZzZXJ2ZXIYAiABKAkiVgoQR2V0U2NyZWVuUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEbmFtZRgCIAEoCRIkCgZmb3JtYXQYAyABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0IkMKEUdldFNjcmVlblJlc3BvbnNlEh4KBnNjcmVlbhgBIAEoCzIOLndzaC52MS5TY3JlZW4SDgoGc2VydmVyGAIgASgJInkKFEdldFNjcm9sbGJhY2tSZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBm9mZnNldBgDIAEoDRINCgVsaW1pdBgEIAEoDRIkCgZmb3JtYXQYBSABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0IpgBChVHZXRTY3JvbGxiYWNrUmVzcG9uc2USDQoFbGluZXMYASADKAkSKAoMc3R5bGVkX2xpbmVzGAIgAygLMhIud3NoLnYxLlN0eWxlZExpbmUSEwoLdG90YWxfbGluZXMYAyABKA0SDgoGb2Zmc2V0GAQgASgNEg4KBnNlcnZlchgFIAEoCRIRCgl0cnVuY2F0ZWQYBiABKAgiUAoUUmVzaXplU2Vzc2lvblJlcXVlc3QSDgoGc2VydmVyGAEgASgJEgwKBG5hbWUYAiABKAkSDAoEcm93cxgDIAEoDRIMCgRjb2xzGAQgASgNIjkKFVJlc2l6ZVNlc3Npb25SZXNwb25zZRIgCgdzZXNzaW9uGAEgASgLMg8ud3NoLnYxLlNlc3Npb24i4AEKEEF3YWl0SWRsZVJlcXVlc3QSDgoGc2VydmVyGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKdGltZW91dF9tcxgDIAEoDRITCgttYXhfd2FpdF9tcxgEIAEoDRIcCg9sYXN0X2dlbmVyYXRpb24YBSABKARIAIgBARINCgVmcmVzaBgGIAEoCBIkCgZmb3JtYXQYByABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0Eh4KBG1vZGUYCCABKA4yEC53c2gudjEuSWRsZU1vZGVCEgoQX2xhc3RfZ2VuZXJhdGlvbiIvChFBd2FpdElkbGVSZXNwb25zZRIaCgRpZGxlGAEgASgLMgwud3NoLnYxLklkbGUixwIKD1JhY2VJZGxlUmVxdWVzdBIMCgR0YWdzGAEgAygJEg4KBnNlcnZlchgCIAEoCRISCgp0aW1lb3V0X21zGAMgASgNEhMKC21heF93YWl0X21zGAQgASgNEhQKDGxhc3Rfc2Vzc2lvbhgFIAEoCRITCgtsYXN0X3NlcnZlchgGIAEoCRIcCg9sYXN0X2dlbmVyYXRpb24YByABKARIAIgBARIkCgZmb3JtYXQYCCABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0Eg0KBWZyZXNoGAkgASgIEh4KBG1vZGUYCiABKA4yEC53c2gudjEuSWRsZU1vZGUSJgoHZXhjbHVkZRgLIAMoCzIVLndzaC52MS5SYWNlRXhjbHVzaW9uEhMKC21heF9yZXN1bHRzGAwgASgNQhIKEF9sYXN0X2dlbmVyYXRpb24iRAoNUmFjZUV4Y2x1c2lvbhIOCgZzZXJ2ZXIYASABKAkSDwoHc2Vzc2lvbhgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgEIi4KEFJhY2VJZGxlUmVzcG9uc2USGgoEaWRsZRgBIAEoCzIMLndzaC52MS5JZGxlIsUBCgZTZXJ2ZXISEAoIaG9zdG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIkCgZoZWFsdGgYAyABKA4yFC53c2gudjEuU2VydmVySGVhbHRoEiAKBHJvbGUYBCABKA4yEi53c2gudjEuU2VydmVyUm9sZRIVCg1zZXNzaW9uX2NvdW50GAUgASgNEhIKCmxhdGVuY3lfbXMYBiABKAESEgoKbGFzdF9lcnJvchgHIAEoCRIRCglzZXJ2ZXJfaWQYCCABKAkiFAoSTGlzdFNlcnZlcnNSZXF1ZXN0IjYKE0xpc3RTZXJ2ZXJzUmVzcG9uc2USHwoHc2VydmVycxgBIAMoCzIOLndzaC52MS5TZXJ2ZXIiJAoQR2V0U2VydmVyUmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCSIzChFHZXRTZXJ2ZXJSZXNwb25zZRIeCgZzZXJ2ZXIYASABKAsyDi53c2gudjEuU2VydmVyImgKEEFkZFNlcnZlclJlcXVlc3QSDwoHYWRkcmVzcxgBIAEoCRISCgV0b2tlbhgCIAEoCUgAiAEBEgwKBHdhaXQYAyABKAgSFwoPd2FpdF90aW1lb3V0X21zGAQgASgNQggKBl90b2tlbiIzChFBZGRTZXJ2ZXJSZXNwb25zZRIeCgZzZXJ2ZXIYASABKAsyDi53c2gudjEuU2VydmVyIjgKE1JlbW92ZVNlcnZlclJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCSIWChRSZW1vdmVTZXJ2ZXJSZXNwb25zZSIVChNSZWxvYWRDb25maWdSZXF1ZXN0IlkKFFJlbG9hZENvbmZpZ1Jlc3BvbnNlEg0KBWFkZGVkGAEgAygJEg8KB3JlbW92ZWQYAiADKAkSDwoHdXBkYXRlZBgDIAMoCRIQCgh3YXJuaW5ncxgEIAMoCSIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCLMAQoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEhAKCGhvc3RuYW1lGAEgASgJEhEKCXNlcnZlcl9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEikKBnVwdGltZRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgpzdGFydGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgVzdGF0cxgGIAEoCzITLndzaC52MS5TZXJ2ZXJTdGF0cyKKAQoLU2VydmVyU3RhdHMSEAoIc2Vzc2lvbnMYASABKA0SEAoIb3Blbl9mZHMYAiABKA0SFwoPY2hpbGRfcHJvY2Vzc2VzGAMgASgNEg0KBXRhc2tzGAQgASgNEhEKCXJzc19ieXRlcxgFIAEoBBINCgVsaW5rcxgGIAEoDRINCgVyYWNlcxgHIAEoDSpPCghJZGxlTW9kZRIZChVJRExFX01PREVfVU5TUEVDSUZJRUQQABITCg9JRExFX01PREVfUVVJRVQQARITCg9JRExFX01PREVfUkVBRFkQAiqhAQoMU2VydmVySGVhbHRoEh0KGVNFUlZFUl9IRUFMVEhfVU5TUEVDSUZJRUQQABIZChVTRVJWRVJfSEVBTFRIX0hFQUxUSFkQARIcChhTRVJWRVJfSEVBTFRIX0NPTk5FQ1RJTkcQAhIdChlTRVJWRVJfSEVBTFRIX1VOQVZBSUxBQkxFEAMSGgoWU0VSVkVSX0hFQUxUSF9SRUpFQ1RFRBAEKlgKClNlcnZlclJvbGUSGwoXU0VSVkVSX1JPTEVfVU5TUEVDSUZJRUQQABIVChFTRVJWRVJfUk9MRV9MT0NBTBABEhYKElNFUlZFUl9ST0xFX01FTUJFUhACMtMJCgpIdWJTZXJ2aWNlEkwKDUNyZWF0ZVNlc3Npb24SHC53c2gudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaHS53c2gudjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEkkKDExpc3RTZXNzaW9ucxIbLndzaC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0Ghwud3NoLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEkMKCkdldFNlc3Npb24SGS53c2gudjEuR2V0U2Vzc2lvblJlcXVlc3QaGi53c2gudjEuR2V0U2Vzc2lvblJlc3BvbnNlEkwKDVVwZGF0ZVNlc3Npb24SHC53c2gudjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaHS53c2gudjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlEkYKC0tpbGxTZXNzaW9uEhoud3NoLnYxLktpbGxTZXNzaW9uUmVxdWVzdBobLndzaC52MS5LaWxsU2Vzc2lvblJlc3BvbnNlEkAKCVNlbmRJbnB1dBIYLndzaC52MS5TZW5kSW5wdXRSZXF1ZXN0Ghkud3NoLnYxLlNlbmRJbnB1dFJlc3BvbnNlEkAKCUdldFNjcmVlbhIYLndzaC52MS5HZXRTY3JlZW5SZXF1ZXN0Ghkud3NoLnYxLkdldFNjcmVlblJlc3BvbnNlEkwKDUdldFNjcm9sbGJhY2sSHC53c2gudjEuR2V0U2Nyb2xsYmFja1JlcXVlc3QaHS53c2gudjEuR2V0U2Nyb2xsYmFja1Jlc3BvbnNlEkwKDVJlc2l6ZVNlc3Npb24SHC53c2gudjEuUmVzaXplU2Vzc2lvblJlcXVlc3QaHS53c2gudjEuUmVzaXplU2Vzc2lvblJlc3BvbnNlEkAKCUF3YWl0SWRsZRIYLndzaC52MS5Bd2FpdElkbGVSZXF1ZXN0Ghkud3NoLnYxLkF3YWl0SWRsZVJlc3BvbnNlEj8KCFJhY2VJZGxlEhcud3NoLnYxLlJhY2VJZGxlUmVxdWVzdBoYLndzaC52MS5SYWNlSWRsZVJlc3BvbnNlMAESRgoLTGlzdFNlcnZlcnMSGi53c2gudjEuTGlzdFNlcnZlcnNSZXF1ZXN0Ghsud3NoLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2USQAoJR2V0U2VydmVyEhgud3NoLnYxLkdldFNlcnZlclJlcXVlc3QaGS53c2gudjEuR2V0U2VydmVyUmVzcG9uc2USQAoJQWRkU2VydmVyEhgud3NoLnYxLkFkZFNlcnZlclJlcXVlc3QaGS53c2gudjEuQWRkU2VydmVyUmVzcG9uc2USSQoMUmVtb3ZlU2VydmVyEhsud3NoLnYxLlJlbW92ZVNlcnZlclJlcXVlc3QaHC53c2gudjEuUmVtb3ZlU2VydmVyUmVzcG9uc2USSQoMUmVsb2FkQ29uZmlnEhsud3NoLnYxLlJlbG9hZENvbmZpZ1JlcXVlc3QaHC53c2gudjEuUmVsb2FkQ29uZmlnUmVzcG9uc2USTAoNR2V0U2VydmVySW5mbxIcLndzaC52MS5HZXRTZXJ2ZXJJbmZvUmVxdWVzdBodLndzaC52MS5HZXRTZXJ2ZXJJbmZvUmVzcG9uc2VCWAoOZGV2LndzaC5hcGkudjFCCEh1YlByb3RvUAFaGHdzaC5kZXYvYXBpL3dzaC92MTt3c2h2MaICA1dTSKoCBldzaC5WMcoCBldzaFxWMeoCB1dzaDo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_wsh_v1_types]);
+  fileDesc("ChB3c2gvdjEvaHViLnByb3RvEgZ3c2gudjEi3AEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2NvbW1hbmQYAyABKAkSDAoEcm93cxgEIAEoDRIMCgRjb2xzGAUgASgNEgsKA2N3ZBgGIAEoCRIyCgNlbnYYByADKAsyJS53c2gudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QuRW52RW50cnkSDAoEdGFncxgIIAMoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIgCgdzZXNzaW9uGAEgASgLMg8ud3NoLnYxLlNlc3Npb24iMwoTTGlzdFNlc3Npb25zUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEdGFncxgCIAMoCSJiChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIhCghzZXNzaW9ucxgBIAMoCzIPLndzaC52MS5TZXNzaW9uEicKD21pc3Npbmdfc2VydmVycxgCIAMoCzIOLndzaC52MS5TZXJ2ZXIiMQoRR2V0U2Vzc2lvblJlcXVlc3QSDgoGc2VydmVyGAEgASgJEgwKBG5hbWUYAiABKAkiNgoSR2V0U2Vzc2lvblJlc3BvbnNlEiAKB3Nlc3Npb24YASABKAsyDy53c2gudjEuU2Vzc2lvbiJtChRVcGRhdGVTZXNzaW9uUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEbmFtZRgCIAEoCRIQCghuZXdfbmFtZRgDIAEoCRIQCghhZGRfdGFncxgEIAMoCRITCgtyZW1vdmVfdGFncxgFIAMoCSI5ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USIAoHc2Vzc2lvbhgBIAEoCzIPLndzaC52MS5TZXNzaW9uIjIKEktpbGxTZXNzaW9uUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEbmFtZRgCIAEoCSIlChNLaWxsU2Vzc2lvblJlc3BvbnNlEg4KBnNlcnZlchgBIAEoCSJZChBTZW5kSW5wdXRSZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBGRhdGEYAyABKAxIABIOCgR0ZXh0GAQgASgJSABCBwoFaW5wdXQiNwoRU2VuZElucHV0UmVzcG9uc2USEgoKZ2VuZXJhdGlvbhgBIAEoBBIOCgZzZXJ2ZXIYAiABKAkiVgoQR2V0U2NyZWVuUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEbmFtZRgCIAEoCRIkCgZmb3JtYXQYAyABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0IkMKEUdldFNjcmVlblJlc3BvbnNlEh4KBnNjcmVlbhgBIAEoCzIOLndzaC52MS5TY3JlZW4SDgoGc2VydmVyGAIgASgJInkKFEdldFNjcm9sbGJhY2tSZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBm9mZnNldBgDIAEoDRINCgVsaW1pdBgEIAEoDRIkCgZmb3JtYXQYBSABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0IpgBChVHZXRTY3JvbGxiYWNrUmVzcG9uc2USDQoFbGluZXMYASADKAkSKAoMc3R5bGVkX2xpbmVzGAIgAygLMhIud3NoLnYxLlN0eWxlZExpbmUSEwoLdG90YWxfbGluZXMYAyABKA0SDgoGb2Zmc2V0GAQgASgNEg4KBnNlcnZlchgFIAEoCRIRCgl0cnVuY2F0ZWQYBiABKAgiUAoUUmVzaXplU2Vzc2lvblJlcXVlc3QSDgoGc2VydmVyGAEgASgJEgwKBG5hbWUYAiABKAkSDAoEcm93cxgDIAEoDRIMCgRjb2xzGAQgASgNIjkKFVJlc2l6ZVNlc3Npb25SZXNwb25zZRIgCgdzZXNzaW9uGAEgASgLMg8ud3NoLnYxLlNlc3Npb24i4AEKEEF3YWl0SWRsZVJlcXVlc3QSDgoGc2VydmVyGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKdGltZW91dF9tcxgDIAEoDRITCgttYXhfd2FpdF9tcxgEIAEoDRIcCg9sYXN0X2dlbmVyYXRpb24YBSABKARIAIgBARINCgVmcmVzaBgGIAEoCBIkCgZmb3JtYXQYByABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0Eh4KBG1vZGUYCCABKA4yEC53c2gudjEuSWRsZU1vZGVCEgoQX2xhc3RfZ2VuZXJhdGlvbiIvChFBd2FpdElkbGVSZXNwb25zZRIaCgRpZGxlGAEgASgLMgwud3NoLnYxLklkbGUixwIKD1JhY2VJZGxlUmVxdWVzdBIMCgR0YWdzGAEgAygJEg4KBnNlcnZlchgCIAEoCRISCgp0aW1lb3V0X21zGAMgASgNEhMKC21heF93YWl0X21zGAQgASgNEhQKDGxhc3Rfc2Vzc2lvbhgFIAEoCRITCgtsYXN0X3NlcnZlchgGIAEoCRIcCg9sYXN0X2dlbmVyYXRpb24YByABKARIAIgBARIkCgZmb3JtYXQYCCABKA4yFC53c2gudjEuU2NyZWVuRm9ybWF0Eg0KBWZyZXNoGAkgASgIEh4KBG1vZGUYCiABKA4yEC53c2gudjEuSWRsZU1vZGUSJgoHZXhjbHVkZRgLIAMoCzIVLndzaC52MS5SYWNlRXhjbHVzaW9uEhMKC21heF9yZXN1bHRzGAwgASgNQhIKEF9sYXN0X2dlbmVyYXRpb24iRAoNUmFjZUV4Y2x1c2lvbhIOCgZzZXJ2ZXIYASABKAkSDwoHc2Vzc2lvbhgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgEIi4KEFJhY2VJZGxlUmVzcG9uc2USGgoEaWRsZRgBIAEoCzIMLndzaC52MS5JZGxlIjQKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0EgwKBHRhZ3MYASADKAkSDgoGc2VydmVyGAIgASgJIqsCChVXYXRjaFNlc3Npb25zUmVzcG9uc2USIQoFZXZlbnQYASABKA4yEi53c2gudjEuV2F0Y2hFdmVudBIOCgZzZXJ2ZXIYAiABKAkSDwoHc2Vzc2lvbhgDIAEoCRIlCgxzZXNzaW9uX2luZm8YBCABKAsyDy53c2gudjEuU2Vzc2lvbhIVCg1wcmV2aW91c19uYW1lGAUgASgJEhUKDXByZXZpb3VzX3RhZ3MYBiADKAkSIwoLc2VydmVyX2luZm8YByABKAsyDi53c2gudjEuU2VydmVyEhIKCmdlbmVyYXRpb24YCCABKAQSDQoFcXVpZXQYCSABKAgSEAoIcXVpZXRfbXMYCiABKA0SDgoGcmVzeW5jGAsgASgIEg8KB3Jlc3luY3MYDCABKA0inwEKDUF0dGFjaFJlcXVlc3QSJAoFc3RhcnQYASABKAsyEy53c2gudjEuQXR0YWNoU3RhcnRIABIPCgVpbnB1dBgCIAEoDEgAEiQKBnJlc2l6ZRgDIAEoCzISLndzaC52MS5BdHRhY2hTaXplSAASJgoGZGV0YWNoGAQgASgLMhQud3NoLnYxLkF0dGFjaERldGFjaEgAQgkKB3JlcXVlc3QilQEKC0F0dGFjaFN0YXJ0Eg4KBnNlcnZlchgBIAEoCRIMCgRuYW1lGAIgASgJEiAKBG1vZGUYAyABKA4yEi53c2gudjEuQXR0YWNoTW9kZRIgCgRzaXplGAQgASgLMhIud3NoLnYxLkF0dGFjaFNpemUSJAoGZm9ybWF0GAUgASgOMhQud3NoLnYxLlNjcmVlbkZvcm1hdCIoCgpBdHRhY2hTaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSIOCgxBdHRhY2hEZXRhY2gifAoOQXR0YWNoUmVzcG9uc2USKgoIc25hcHNob3QYASABKAsyFi53c2gudjEuQXR0YWNoU25hcHNob3RIABIQCgZvdXRwdXQYAiABKAxIABIgCgNlbmQYAyABKAsyES53c2gudjEuQXR0YWNoRW5kSABCCgoIcmVzcG9uc2UidgoOQXR0YWNoU25hcHNob3QSDwoHcmVwYWludBgBIAEoDBIeCgZzY3JlZW4YAiABKAsyDi53c2gudjEuU2NyZWVuEhIKCmdlbmVyYXRpb24YAyABKAQSDwoHcmVzeW5jcxgEIAEoDRIOCgZzZXJ2ZXIYBSABKAkiHgoJQXR0YWNoRW5kEhEKCWV4aXRfY29kZRgBIAEoBSLFAQoGU2VydmVyEhAKCGhvc3RuYW1lGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSJAoGaGVhbHRoGAMgASgOMhQud3NoLnYxLlNlcnZlckhlYWx0aBIgCgRyb2xlGAQgASgOMhIud3NoLnYxLlNlcnZlclJvbGUSFQoNc2Vzc2lvbl9jb3VudBgFIAEoDRISCgpsYXRlbmN5X21zGAYgASgBEhIKCmxhc3RfZXJyb3IYByABKAkSEQoJc2VydmVyX2lkGAggASgJIhQKEkxpc3RTZXJ2ZXJzUmVxdWVzdCI2ChNMaXN0U2VydmVyc1Jlc3BvbnNlEh8KB3NlcnZlcnMYASADKAsyDi53c2gudjEuU2VydmVyIiQKEEdldFNlcnZlclJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiMwoRR2V0U2VydmVyUmVzcG9uc2USHgoGc2VydmVyGAEgASgLMg4ud3NoLnYxLlNlcnZlciJoChBBZGRTZXJ2ZXJSZXF1ZXN0Eg8KB2FkZHJlc3MYASABKAkSEgoFdG9rZW4YAiABKAlIAIgBARIMCgR3YWl0GAMgASgIEhcKD3dhaXRfdGltZW91dF9tcxgEIAEoDUIICgZfdG9rZW4iMwoRQWRkU2VydmVyUmVzcG9uc2USHgoGc2VydmVyGAEgASgLMg4ud3NoLnYxLlNlcnZlciI4ChNSZW1vdmVTZXJ2ZXJSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEg8KB2FkZHJlc3MYAiABKAkiFgoUUmVtb3ZlU2VydmVyUmVzcG9uc2UiFQoTUmVsb2FkQ29uZmlnUmVxdWVzdCJZChRSZWxvYWRDb25maWdSZXNwb25zZRINCgVhZGRlZBgBIAMoCRIPCgdyZW1vdmVkGAIgAygJEg8KB3VwZGF0ZWQYAyADKAkSEAoId2FybmluZ3MYBCADKAkiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QizAEKFUdldFNlcnZlckluZm9SZXNwb25zZRIQCghob3N0bmFtZRgBIAEoCRIRCglzZXJ2ZXJfaWQYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIpCgZ1cHRpbWUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoFc3RhdHMYBiABKAsyEy53c2gudjEuU2VydmVyU3RhdHMirQEKC1NlcnZlclN0YXRzEhAKCHNlc3Npb25zGAEgASgNEhAKCG9wZW5fZmRzGAIgASgNEhcKD2NoaWxkX3Byb2Nlc3NlcxgDIAEoDRINCgV0YXNrcxgEIAEoDRIRCglyc3NfYnl0ZXMYBSABKAQSDQoFbGlua3MYBiABKA0SDQoFcmFjZXMYByABKA0SDwoHd2F0Y2hlcxgIIAEoDRIQCghhdHRhY2hlcxgJIAEoDSpPCghJZGxlTW9kZRIZChVJRExFX01PREVfVU5TUEVDSUZJRUQQABITCg9JRExFX01PREVfUVVJRVQQARITCg9JRExFX01PREVfUkVBRFkQAiqeBAoKV2F0Y2hFdmVudBIbChdXQVRDSF9FVkVOVF9VTlNQRUNJRklFRBAAEhYKEldBVENIX0VWRU5UX1NFUlZFUhABEhcKE1dBVENIX0VWRU5UX1NFU1NJT04QAhIWChJXQVRDSF9FVkVOVF9TWU5DRUQQAxIfChtXQVRDSF9FVkVOVF9TRVNTSU9OX0NSRUFURUQQBBIfChtXQVRDSF9FVkVOVF9TRVNTSU9OX1JFTkFNRUQQBRIkCiBXQVRDSF9FVkVOVF9TRVNTSU9OX1RBR1NfQ0hBTkdFRBAGEh8KG1dBVENIX0VWRU5UX1NFU1NJT05fUkVTSVpFRBAHEh4KGldBVENIX0VWRU5UX1NFU1NJT05fRVhJVEVEEAgSHgoaV0FUQ0hfRVZFTlRfU0VTU0lPTl9LSUxMRUQQCRIfChtXQVRDSF9FVkVOVF9TRVNTSU9OX0VYUElSRUQQChIfChtXQVRDSF9FVkVOVF9TRVNTSU9OX1JFTU9WRUQQCxIcChhXQVRDSF9FVkVOVF9TRVNTSU9OX0JVU1kQDBIcChhXQVRDSF9FVkVOVF9TRVNTSU9OX0lETEUQDRIcChhXQVRDSF9FVkVOVF9TRVJWRVJfQURERUQQDhIeChpXQVRDSF9FVkVOVF9TRVJWRVJfUkVNT1ZFRBAPEiUKIVdBVENIX0VWRU5UX1NFUlZFUl9IRUFMVEhfQ0hBTkdFRBAQKmAKCkF0dGFjaE1vZGUSGwoXQVRUQUNIX01PREVfVU5TUEVDSUZJRUQQABIaChZBVFRBQ0hfTU9ERV9SRUFEX1dSSVRFEAESGQoVQVRUQUNIX01PREVfUkVBRF9PTkxZEAIqoQEKDFNlcnZlckhlYWx0aBIdChlTRVJWRVJfSEVBTFRIX1VOU1BFQ0lGSUVEEAASGQoVU0VSVkVSX0hFQUxUSF9IRUFMVEhZEAESHAoYU0VSVkVSX0hFQUxUSF9DT05ORUNUSU5HEAISHQoZU0VSVkVSX0hFQUxUSF9VTkFWQUlMQUJMRRADEhoKFlNFUlZFUl9IRUFMVEhfUkVKRUNURUQQBCpYCgpTZXJ2ZXJSb2xlEhsKF1NFUlZFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRU0VSVkVSX1JPTEVfTE9DQUwQARIWChJTRVJWRVJfUk9MRV9NRU1CRVIQAjLgCgoKSHViU2VydmljZRJMCg1DcmVhdGVTZXNzaW9uEhwud3NoLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0Gh0ud3NoLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJJCgxMaXN0U2Vzc2lvbnMSGy53c2gudjEuTGlzdFNlc3Npb25zUmVxdWVzdBocLndzaC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJDCgpHZXRTZXNzaW9uEhkud3NoLnYxLkdldFNlc3Npb25SZXF1ZXN0Ghoud3NoLnYxLkdldFNlc3Npb25SZXNwb25zZRJMCg1VcGRhdGVTZXNzaW9uEhwud3NoLnYxLlVwZGF0ZVNlc3Npb25SZXF1ZXN0Gh0ud3NoLnYxLlVwZGF0ZVNlc3Npb25SZXNwb25zZRJGCgtLaWxsU2Vzc2lvbhIaLndzaC52MS5LaWxsU2Vzc2lvblJlcXVlc3QaGy53c2gudjEuS2lsbFNlc3Npb25SZXNwb25zZRJACglTZW5kSW5wdXQSGC53c2gudjEuU2VuZElucHV0UmVxdWVzdBoZLndzaC52MS5TZW5kSW5wdXRSZXNwb25zZRJACglHZXRTY3JlZW4SGC53c2gudjEuR2V0U2NyZWVuUmVxdWVzdBoZLndzaC52MS5HZXRTY3JlZW5SZXNwb25zZRJMCg1HZXRTY3JvbGxiYWNrEhwud3NoLnYxLkdldFNjcm9sbGJhY2tSZXF1ZXN0Gh0ud3NoLnYxLkdldFNjcm9sbGJhY2tSZXNwb25zZRJMCg1SZXNpemVTZXNzaW9uEhwud3NoLnYxLlJlc2l6ZVNlc3Npb25SZXF1ZXN0Gh0ud3NoLnYxLlJlc2l6ZVNlc3Npb25SZXNwb25zZRJACglBd2FpdElkbGUSGC53c2gudjEuQXdhaXRJZGxlUmVxdWVzdBoZLndzaC52MS5Bd2FpdElkbGVSZXNwb25zZRI/CghSYWNlSWRsZRIXLndzaC52MS5SYWNlSWRsZVJlcXVlc3QaGC53c2gudjEuUmFjZUlkbGVSZXNwb25zZTABEk4KDVdhdGNoU2Vzc2lvbnMSHC53c2gudjEuV2F0Y2hTZXNzaW9uc1JlcXVlc3QaHS53c2gudjEuV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlMAESOwoGQXR0YWNoEhUud3NoLnYxLkF0dGFjaFJlcXVlc3QaFi53c2gudjEuQXR0YWNoUmVzcG9uc2UoATABEkYKC0xpc3RTZXJ2ZXJzEhoud3NoLnYxLkxpc3RTZXJ2ZXJzUmVxdWVzdBobLndzaC52MS5MaXN0U2VydmVyc1Jlc3BvbnNlEkAKCUdldFNlcnZlchIYLndzaC52MS5HZXRTZXJ2ZXJSZXF1ZXN0Ghkud3NoLnYxLkdldFNlcnZlclJlc3BvbnNlEkAKCUFkZFNlcnZlchIYLndzaC52MS5BZGRTZXJ2ZXJSZXF1ZXN0Ghkud3NoLnYxLkFkZFNlcnZlclJlc3BvbnNlEkkKDFJlbW92ZVNlcnZlchIbLndzaC52MS5SZW1vdmVTZXJ2ZXJSZXF1ZXN0Ghwud3NoLnYxLlJlbW92ZVNlcnZlclJlc3BvbnNlEkkKDFJlbG9hZENvbmZpZxIbLndzaC52MS5SZWxvYWRDb25maWdSZXF1ZXN0Ghwud3NoLnYxLlJlbG9hZENvbmZpZ1Jlc3BvbnNlEkwKDUdldFNlcnZlckluZm8SHC53c2gudjEuR2V0U2VydmVySW5mb1JlcXVlc3QaHS53c2gudjEuR2V0U2VydmVySW5mb1Jlc3BvbnNlQlgKDmRldi53c2guYXBpLnYxQghIdWJQcm90b1ABWhh3c2guZGV2L2FwaS93c2gvdjE7d3NodjGiAgNXU0iqAgZXc2guVjHKAgZXc2hcVjHqAgdXc2g6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_wsh_v1_types]);
 
 /**
  * Starts a session.
@@ -910,6 +910,434 @@ export const RaceIdleResponseSchema: GenMessage<RaceIdleResponse> = /*@__PURE__*
   messageDesc(file_wsh_v1_hub, 22);
 
 /**
+ * Which sessions and servers a WatchSessions stream covers.
+ *
+ * @generated from message wsh.v1.WatchSessionsRequest
+ */
+export type WatchSessionsRequest = Message<"wsh.v1.WatchSessionsRequest"> & {
+  /**
+   * Sessions having ANY of these tags; empty means all. Server events are
+   * sent whatever the tags.
+   *
+   * @generated from field: repeated string tags = 1;
+   */
+  tags: string[];
+
+  /**
+   * Filter: empty means the whole cluster; this server's hostname, its own
+   * sessions; a backend's hostname, that backend's (SERVER_NOT_FOUND if no
+   * registered server has it). A backend's events come from the Link the
+   * hub already holds: a watch never opens a stream to a backend.
+   *
+   * @generated from field: string server = 2;
+   */
+  server: string;
+};
+
+/**
+ * Describes the message wsh.v1.WatchSessionsRequest.
+ * Use `create(WatchSessionsRequestSchema)` to create a new message.
+ */
+export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 23);
+
+/**
+ * One event of a WatchSessions stream.
+ *
+ * The stream starts with a snapshot: a SERVER for each server in scope, a
+ * SESSION for each session in scope (those of servers that are not HEALTHY
+ * too, as last known), then SYNCED. From then on each change is one event,
+ * in the order this hub learned of them; a session event names its server
+ * and session. A watcher that reads too slowly never holds the server
+ * back: past 4096 pending events its queue is dropped and it gets a new
+ * snapshot instead, every response of which has `resync` set; a client then
+ * replaces what it knew by that snapshot.
+ *
+ * @generated from message wsh.v1.WatchSessionsResponse
+ */
+export type WatchSessionsResponse = Message<"wsh.v1.WatchSessionsResponse"> & {
+  /**
+   * What happened (see WatchEvent).
+   *
+   * @generated from field: wsh.v1.WatchEvent event = 1;
+   */
+  event: WatchEvent;
+
+  /**
+   * Hostname of the server the event is about.
+   *
+   * @generated from field: string server = 2;
+   */
+  server: string;
+
+  /**
+   * Name of the session; empty for server events and SYNCED.
+   *
+   * @generated from field: string session = 3;
+   */
+  session: string;
+
+  /**
+   * The session as it is now; for KILLED, EXPIRED and REMOVED as last
+   * known. Unset for BUSY and IDLE.
+   *
+   * @generated from field: wsh.v1.Session session_info = 4;
+   */
+  sessionInfo?: Session | undefined;
+
+  /**
+   * RENAMED: the name before.
+   *
+   * @generated from field: string previous_name = 5;
+   */
+  previousName: string;
+
+  /**
+   * TAGS_CHANGED: the tags before, sorted.
+   *
+   * @generated from field: repeated string previous_tags = 6;
+   */
+  previousTags: string[];
+
+  /**
+   * SERVER and server events: the server as it is now.
+   *
+   * @generated from field: wsh.v1.Server server_info = 7;
+   */
+  serverInfo?: Server | undefined;
+
+  /**
+   * BUSY and IDLE: the session's generation.
+   *
+   * @generated from field: uint64 generation = 8;
+   */
+  generation: bigint;
+
+  /**
+   * SESSION: whether the session is settled; IDLE: true.
+   *
+   * @generated from field: bool quiet = 9;
+   */
+  quiet: boolean;
+
+  /**
+   * IDLE: milliseconds since the session's last activity.
+   *
+   * @generated from field: uint32 quiet_ms = 10;
+   */
+  quietMs: number;
+
+  /**
+   * Part of a snapshot sent because the watcher fell behind.
+   *
+   * @generated from field: bool resync = 11;
+   */
+  resync: boolean;
+
+  /**
+   * On every response of a snapshot (SERVER, SESSION, SYNCED): how many
+   * times this stream has been resynchronised so far.
+   *
+   * @generated from field: uint32 resyncs = 12;
+   */
+  resyncs: number;
+};
+
+/**
+ * Describes the message wsh.v1.WatchSessionsResponse.
+ * Use `create(WatchSessionsResponseSchema)` to create a new message.
+ */
+export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 24);
+
+/**
+ * One request of an Attach stream: the first is `start`, every later one
+ * `input`, `resize` or `detach`. A first request that is not `start`, or a
+ * later `start`, gives INVALID_ARGUMENT ATTACH_NOT_STARTED or
+ * ATTACH_ALREADY_STARTED.
+ *
+ * The stream ends: OK after `detach` (a client that only closes its side
+ * sends nothing more but still receives);
+ * with an AttachEnd then OK when the process exits; NOT_FOUND
+ * SESSION_NOT_FOUND when the session is killed; UNAVAILABLE
+ * SERVER_UNAVAILABLE when a backend in between fails; UNAVAILABLE
+ * SERVER_SHUTTING_DOWN when the server stops. An open Attach counts against
+ * two limits: RESOURCE_EXHAUSTED TOO_MANY_STREAMS past 256 per client address
+ * (kind "Attach"), TOO_MANY_ATTACHERS past the server's `max_attachers` per
+ * session.
+ *
+ * @generated from message wsh.v1.AttachRequest
+ */
+export type AttachRequest = Message<"wsh.v1.AttachRequest"> & {
+  /**
+   * What this request carries.
+   *
+   * @generated from oneof wsh.v1.AttachRequest.request
+   */
+  request: {
+    /**
+     * First request only: which session, and how.
+     *
+     * @generated from field: wsh.v1.AttachStart start = 1;
+     */
+    value: AttachStart;
+    case: "start";
+  } | {
+    /**
+     * Bytes for the program, as SendInput writes them (at most 1 MiB each,
+     * else INVALID_ARGUMENT INPUT_TOO_LARGE; each moves the generation on). A
+     * READ_ONLY attacher sending input gets PERMISSION_DENIED
+     * ATTACH_READ_ONLY, which ends its stream. Input and resizes that come
+     * after the process exited are dropped: the stream is about to end with
+     * AttachEnd.
+     *
+     * @generated from field: bytes input = 2;
+     */
+    value: Uint8Array;
+    case: "input";
+  } | {
+    /**
+     * Resizes the session as ResizeSession does (0 keeps a dimension). With
+     * several attachers the last resize wins: the session has one size, and
+     * every attacher's terminal shows it (a smaller terminal wraps, a larger
+     * one leaves a margin).
+     *
+     * @generated from field: wsh.v1.AttachSize resize = 3;
+     */
+    value: AttachSize;
+    case: "resize";
+  } | {
+    /**
+     * Ends the stream cleanly (OK); the session runs on.
+     *
+     * @generated from field: wsh.v1.AttachDetach detach = 4;
+     */
+    value: AttachDetach;
+    case: "detach";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message wsh.v1.AttachRequest.
+ * Use `create(AttachRequestSchema)` to create a new message.
+ */
+export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 25);
+
+/**
+ * The first request of an Attach stream.
+ *
+ * @generated from message wsh.v1.AttachStart
+ */
+export type AttachStart = Message<"wsh.v1.AttachStart"> & {
+  /**
+   * Hostname of the session's server; empty: found by name (see HubService).
+   *
+   * @generated from field: string server = 1;
+   */
+  server: string;
+
+  /**
+   * The session's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * UNSPECIFIED means READ_WRITE.
+   *
+   * @generated from field: wsh.v1.AttachMode mode = 3;
+   */
+  mode: AttachMode;
+
+  /**
+   * The client's terminal size: the session is resized to it before the
+   * snapshot (a READ_ONLY attacher never resizes; unset keeps the size).
+   *
+   * @generated from field: wsh.v1.AttachSize size = 4;
+   */
+  size?: AttachSize | undefined;
+
+  /**
+   * Format of AttachSnapshot.screen.
+   *
+   * @generated from field: wsh.v1.ScreenFormat format = 5;
+   */
+  format: ScreenFormat;
+};
+
+/**
+ * Describes the message wsh.v1.AttachStart.
+ * Use `create(AttachStartSchema)` to create a new message.
+ */
+export const AttachStartSchema: GenMessage<AttachStart> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 26);
+
+/**
+ * A terminal size, each dimension clamped to 1..1000 (0 keeps the current).
+ *
+ * @generated from message wsh.v1.AttachSize
+ */
+export type AttachSize = Message<"wsh.v1.AttachSize"> & {
+  /**
+   * Height in rows.
+   *
+   * @generated from field: uint32 rows = 1;
+   */
+  rows: number;
+
+  /**
+   * Width in columns.
+   *
+   * @generated from field: uint32 cols = 2;
+   */
+  cols: number;
+};
+
+/**
+ * Describes the message wsh.v1.AttachSize.
+ * Use `create(AttachSizeSchema)` to create a new message.
+ */
+export const AttachSizeSchema: GenMessage<AttachSize> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 27);
+
+/**
+ * Ends an Attach stream cleanly.
+ *
+ * @generated from message wsh.v1.AttachDetach
+ */
+export type AttachDetach = Message<"wsh.v1.AttachDetach"> & {
+};
+
+/**
+ * Describes the message wsh.v1.AttachDetach.
+ * Use `create(AttachDetachSchema)` to create a new message.
+ */
+export const AttachDetachSchema: GenMessage<AttachDetach> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 28);
+
+/**
+ * One response of an Attach stream.
+ *
+ * @generated from message wsh.v1.AttachResponse
+ */
+export type AttachResponse = Message<"wsh.v1.AttachResponse"> & {
+  /**
+   * What this response carries.
+   *
+   * @generated from oneof wsh.v1.AttachResponse.response
+   */
+  response: {
+    /**
+     * First, and again after every resync.
+     *
+     * @generated from field: wsh.v1.AttachSnapshot snapshot = 1;
+     */
+    value: AttachSnapshot;
+    case: "snapshot";
+  } | {
+    /**
+     * Raw output of the program, in order, as the terminal emulator of the
+     * server that owns the session reads it after the last snapshot.
+     *
+     * @generated from field: bytes output = 2;
+     */
+    value: Uint8Array;
+    case: "output";
+  } | {
+    /**
+     * The process exited; the last response before the stream ends (OK).
+     *
+     * @generated from field: wsh.v1.AttachEnd end = 3;
+     */
+    value: AttachEnd;
+    case: "end";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message wsh.v1.AttachResponse.
+ * Use `create(AttachResponseSchema)` to create a new message.
+ */
+export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 29);
+
+/**
+ * The screen at one point of the output, after which `output` continues.
+ *
+ * @generated from message wsh.v1.AttachSnapshot
+ */
+export type AttachSnapshot = Message<"wsh.v1.AttachSnapshot"> & {
+  /**
+   * Escape sequences that make a terminal of the session's size, at any
+   * state, show the screen exactly: contents, styles, cursor, alternate
+   * screen, modes. Then write each `output` as it comes.
+   *
+   * @generated from field: bytes repaint = 1;
+   */
+  repaint: Uint8Array;
+
+  /**
+   * The same screen as GetScreen gives it, in AttachStart.format.
+   *
+   * @generated from field: wsh.v1.Screen screen = 2;
+   */
+  screen?: Screen | undefined;
+
+  /**
+   * The session's generation at the snapshot.
+   *
+   * @generated from field: uint64 generation = 3;
+   */
+  generation: bigint;
+
+  /**
+   * Snapshots sent because this attacher fell behind: its output beyond its
+   * buffer (the server's `attach_buffer_bytes`, 1 MiB by default) was dropped
+   * and this snapshot replaces it. 0 in the first snapshot.
+   *
+   * @generated from field: uint32 resyncs = 4;
+   */
+  resyncs: number;
+
+  /**
+   * Hostname of the server that owns the session.
+   *
+   * @generated from field: string server = 5;
+   */
+  server: string;
+};
+
+/**
+ * Describes the message wsh.v1.AttachSnapshot.
+ * Use `create(AttachSnapshotSchema)` to create a new message.
+ */
+export const AttachSnapshotSchema: GenMessage<AttachSnapshot> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 30);
+
+/**
+ * The session's process exited.
+ *
+ * @generated from message wsh.v1.AttachEnd
+ */
+export type AttachEnd = Message<"wsh.v1.AttachEnd"> & {
+  /**
+   * The process's exit code; negative: killed by that signal.
+   *
+   * @generated from field: int32 exit_code = 1;
+   */
+  exitCode: number;
+};
+
+/**
+ * Describes the message wsh.v1.AttachEnd.
+ * Use `create(AttachEndSchema)` to create a new message.
+ */
+export const AttachEndSchema: GenMessage<AttachEnd> = /*@__PURE__*/
+  messageDesc(file_wsh_v1_hub, 31);
+
+/**
  * A server of the cluster, as this one sees it.
  *
  * @generated from message wsh.v1.Server
@@ -977,7 +1405,7 @@ export type Server = Message<"wsh.v1.Server"> & {
  * Use `create(ServerSchema)` to create a new message.
  */
 export const ServerSchema: GenMessage<Server> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 23);
+  messageDesc(file_wsh_v1_hub, 32);
 
 /**
  * Lists the cluster's servers.
@@ -992,7 +1420,7 @@ export type ListServersRequest = Message<"wsh.v1.ListServersRequest"> & {
  * Use `create(ListServersRequestSchema)` to create a new message.
  */
 export const ListServersRequestSchema: GenMessage<ListServersRequest> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 24);
+  messageDesc(file_wsh_v1_hub, 33);
 
 /**
  * The cluster's servers.
@@ -1013,7 +1441,7 @@ export type ListServersResponse = Message<"wsh.v1.ListServersResponse"> & {
  * Use `create(ListServersResponseSchema)` to create a new message.
  */
 export const ListServersResponseSchema: GenMessage<ListServersResponse> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 25);
+  messageDesc(file_wsh_v1_hub, 34);
 
 /**
  * One server by hostname.
@@ -1034,7 +1462,7 @@ export type GetServerRequest = Message<"wsh.v1.GetServerRequest"> & {
  * Use `create(GetServerRequestSchema)` to create a new message.
  */
 export const GetServerRequestSchema: GenMessage<GetServerRequest> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 26);
+  messageDesc(file_wsh_v1_hub, 35);
 
 /**
  * The server asked about.
@@ -1055,7 +1483,7 @@ export type GetServerResponse = Message<"wsh.v1.GetServerResponse"> & {
  * Use `create(GetServerResponseSchema)` to create a new message.
  */
 export const GetServerResponseSchema: GenMessage<GetServerResponse> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 27);
+  messageDesc(file_wsh_v1_hub, 36);
 
 /**
  * Registers a backend.
@@ -1098,7 +1526,7 @@ export type AddServerRequest = Message<"wsh.v1.AddServerRequest"> & {
  * Use `create(AddServerRequestSchema)` to create a new message.
  */
 export const AddServerRequestSchema: GenMessage<AddServerRequest> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 28);
+  messageDesc(file_wsh_v1_hub, 37);
 
 /**
  * The backend registered.
@@ -1119,7 +1547,7 @@ export type AddServerResponse = Message<"wsh.v1.AddServerResponse"> & {
  * Use `create(AddServerResponseSchema)` to create a new message.
  */
 export const AddServerResponseSchema: GenMessage<AddServerResponse> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 29);
+  messageDesc(file_wsh_v1_hub, 38);
 
 /**
  * Unregisters a backend, by hostname or address.
@@ -1147,7 +1575,7 @@ export type RemoveServerRequest = Message<"wsh.v1.RemoveServerRequest"> & {
  * Use `create(RemoveServerRequestSchema)` to create a new message.
  */
 export const RemoveServerRequestSchema: GenMessage<RemoveServerRequest> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 30);
+  messageDesc(file_wsh_v1_hub, 39);
 
 /**
  * The backend is unregistered.
@@ -1162,7 +1590,7 @@ export type RemoveServerResponse = Message<"wsh.v1.RemoveServerResponse"> & {
  * Use `create(RemoveServerResponseSchema)` to create a new message.
  */
 export const RemoveServerResponseSchema: GenMessage<RemoveServerResponse> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 31);
+  messageDesc(file_wsh_v1_hub, 40);
 
 /**
  * Re-reads the config file.
@@ -1177,7 +1605,7 @@ export type ReloadConfigRequest = Message<"wsh.v1.ReloadConfigRequest"> & {
  * Use `create(ReloadConfigRequestSchema)` to create a new message.
  */
 export const ReloadConfigRequestSchema: GenMessage<ReloadConfigRequest> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 32);
+  messageDesc(file_wsh_v1_hub, 41);
 
 /**
  * What the reload changed.
@@ -1220,7 +1648,7 @@ export type ReloadConfigResponse = Message<"wsh.v1.ReloadConfigResponse"> & {
  * Use `create(ReloadConfigResponseSchema)` to create a new message.
  */
 export const ReloadConfigResponseSchema: GenMessage<ReloadConfigResponse> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 33);
+  messageDesc(file_wsh_v1_hub, 42);
 
 /**
  * Asks for this server's identity.
@@ -1235,7 +1663,7 @@ export type GetServerInfoRequest = Message<"wsh.v1.GetServerInfoRequest"> & {
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 34);
+  messageDesc(file_wsh_v1_hub, 43);
 
 /**
  * This server's identity and resource use.
@@ -1291,7 +1719,7 @@ export type GetServerInfoResponse = Message<"wsh.v1.GetServerInfoResponse"> & {
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 35);
+  messageDesc(file_wsh_v1_hub, 44);
 
 /**
  * Resource use of a server, for operators and leak checks.
@@ -1347,6 +1775,20 @@ export type ServerStats = Message<"wsh.v1.ServerStats"> & {
    * @generated from field: uint32 races = 7;
    */
   races: number;
+
+  /**
+   * WatchSessions streams being served.
+   *
+   * @generated from field: uint32 watches = 8;
+   */
+  watches: number;
+
+  /**
+   * Attach streams being served (relayed ones too).
+   *
+   * @generated from field: uint32 attaches = 9;
+   */
+  attaches: number;
 };
 
 /**
@@ -1354,7 +1796,7 @@ export type ServerStats = Message<"wsh.v1.ServerStats"> & {
  * Use `create(ServerStatsSchema)` to create a new message.
  */
 export const ServerStatsSchema: GenMessage<ServerStats> = /*@__PURE__*/
-  messageDesc(file_wsh_v1_hub, 36);
+  messageDesc(file_wsh_v1_hub, 45);
 
 /**
  * When a session counts as settled.
@@ -1396,6 +1838,187 @@ export enum IdleMode {
  */
 export const IdleModeSchema: GenEnum<IdleMode> = /*@__PURE__*/
   enumDesc(file_wsh_v1_hub, 0);
+
+/**
+ * What a WatchSessionsResponse reports.
+ *
+ * @generated from enum wsh.v1.WatchEvent
+ */
+export enum WatchEvent {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: WATCH_EVENT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Snapshot: a server in scope as it is (`server_info`), this server first.
+   *
+   * @generated from enum value: WATCH_EVENT_SERVER = 1;
+   */
+  SERVER = 1,
+
+  /**
+   * Snapshot: a session in scope as it is (`session_info`, `quiet`).
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION = 2;
+   */
+  SESSION = 2,
+
+  /**
+   * The snapshot is complete; every later response is a change, until the
+   * next snapshot (see `resync`).
+   *
+   * @generated from enum value: WATCH_EVENT_SYNCED = 3;
+   */
+  SYNCED = 3,
+
+  /**
+   * A session was created, or became known to this hub: a backend added,
+   * or back with sessions made while it was unreachable.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_CREATED = 4;
+   */
+  SESSION_CREATED = 4,
+
+  /**
+   * Renamed from `previous_name` to `session`.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_RENAMED = 5;
+   */
+  SESSION_RENAMED = 5,
+
+  /**
+   * Tags changed from `previous_tags` to `session_info.tags`. A watcher
+   * with a tag filter gets this event when the session had a wanted tag
+   * before or has one now: a session leaving its scope says so here, and
+   * one entering it is then described whole.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_TAGS_CHANGED = 6;
+   */
+  SESSION_TAGS_CHANGED = 6,
+
+  /**
+   * Resized to `session_info.rows` x `session_info.cols`.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_RESIZED = 7;
+   */
+  SESSION_RESIZED = 7,
+
+  /**
+   * The process exited: `session_info.exit_code` (negative: killed by that
+   * signal). The session stays until it is killed or expires.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_EXITED = 8;
+   */
+  SESSION_EXITED = 8,
+
+  /**
+   * Killed (KillSession, or the server shutting down); gone.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_KILLED = 9;
+   */
+  SESSION_KILLED = 9,
+
+  /**
+   * Exited, then forgotten once its retention time passed; gone.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_EXPIRED = 10;
+   */
+  SESSION_EXPIRED = 10,
+
+  /**
+   * No longer known to this hub, for a reason the hub cannot tell: it ended
+   * while its server was unreachable, or its server was removed or rejected
+   * (a SERVER_REMOVED follows the REMOVED of each of its sessions).
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_REMOVED = 11;
+   */
+  SESSION_REMOVED = 11,
+
+  /**
+   * Output or input after the session had settled, at `generation`.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_BUSY = 12;
+   */
+  SESSION_BUSY = 12,
+
+  /**
+   * Settled at `generation` (no output or input for the server's settle
+   * time, about 50 ms, and nothing left to emulate); `quiet_ms` since its
+   * last activity.
+   *
+   * @generated from enum value: WATCH_EVENT_SESSION_IDLE = 13;
+   */
+  SESSION_IDLE = 13,
+
+  /**
+   * A backend was registered (`server_info`, usually CONNECTING).
+   *
+   * @generated from enum value: WATCH_EVENT_SERVER_ADDED = 14;
+   */
+  SERVER_ADDED = 14,
+
+  /**
+   * A backend was deregistered; its sessions were reported REMOVED first.
+   *
+   * @generated from enum value: WATCH_EVENT_SERVER_REMOVED = 15;
+   */
+  SERVER_REMOVED = 15,
+
+  /**
+   * A server's health changed (`server_info.health`, `last_error`). The
+   * sessions of a server that is not HEALTHY are kept as last known: they
+   * are neither listed nor reachable until it is back, and then the events
+   * bring them up to date (created, removed, changed) rather than
+   * repeating them all.
+   *
+   * @generated from enum value: WATCH_EVENT_SERVER_HEALTH_CHANGED = 16;
+   */
+  SERVER_HEALTH_CHANGED = 16,
+}
+
+/**
+ * Describes the enum wsh.v1.WatchEvent.
+ */
+export const WatchEventSchema: GenEnum<WatchEvent> = /*@__PURE__*/
+  enumDesc(file_wsh_v1_hub, 1);
+
+/**
+ * What an attacher may do.
+ *
+ * @generated from enum wsh.v1.AttachMode
+ */
+export enum AttachMode {
+  /**
+   * Means READ_WRITE.
+   *
+   * @generated from enum value: ATTACH_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Input and resizes are taken.
+   *
+   * @generated from enum value: ATTACH_MODE_READ_WRITE = 1;
+   */
+  READ_WRITE = 1,
+
+  /**
+   * Output only: input is refused (PERMISSION_DENIED ATTACH_READ_ONLY) and
+   * resizes are ignored.
+   *
+   * @generated from enum value: ATTACH_MODE_READ_ONLY = 2;
+   */
+  READ_ONLY = 2,
+}
+
+/**
+ * Describes the enum wsh.v1.AttachMode.
+ */
+export const AttachModeSchema: GenEnum<AttachMode> = /*@__PURE__*/
+  enumDesc(file_wsh_v1_hub, 2);
 
 /**
  * Health of a server as seen by this one.
@@ -1444,7 +2067,7 @@ export enum ServerHealth {
  * Describes the enum wsh.v1.ServerHealth.
  */
 export const ServerHealthSchema: GenEnum<ServerHealth> = /*@__PURE__*/
-  enumDesc(file_wsh_v1_hub, 1);
+  enumDesc(file_wsh_v1_hub, 3);
 
 /**
  * Role of a server in the cluster.
@@ -1478,7 +2101,7 @@ export enum ServerRole {
  * Describes the enum wsh.v1.ServerRole.
  */
 export const ServerRoleSchema: GenEnum<ServerRole> = /*@__PURE__*/
-  enumDesc(file_wsh_v1_hub, 2);
+  enumDesc(file_wsh_v1_hub, 4);
 
 /**
  * What every client talks to.
@@ -1652,6 +2275,30 @@ export const HubService: GenService<{
     methodKind: "server_streaming";
     input: typeof RaceIdleRequestSchema;
     output: typeof RaceIdleResponseSchema;
+  },
+  /**
+   * Streams the sessions and servers in scope: a snapshot, then one event
+   * per change, for as long as the caller keeps the stream open (see
+   * WatchSessionsResponse).
+   *
+   * @generated from rpc wsh.v1.HubService.WatchSessions
+   */
+  watchSessions: {
+    methodKind: "server_streaming";
+    input: typeof WatchSessionsRequestSchema;
+    output: typeof WatchSessionsResponseSchema;
+  },
+  /**
+   * Watches and drives one session live: the first request names it, the
+   * first response is a snapshot of its screen, then its raw output follows,
+   * with nothing lost or repeated between the two. See AttachRequest.
+   *
+   * @generated from rpc wsh.v1.HubService.Attach
+   */
+  attach: {
+    methodKind: "bidi_streaming";
+    input: typeof AttachRequestSchema;
+    output: typeof AttachResponseSchema;
   },
   /**
    * Lists this server first, then every registered backend.
