@@ -26,6 +26,7 @@ export class TerminalView {
   private readonly scrollbackBox = h("div", { id: "scrollback-box" });
   private readonly readOnlyBox: HTMLInputElement;
   private resizeTimer = 0;
+  private parsed = 0;
   private readonly onWindowResize = () => this.scheduleResize();
 
   constructor(
@@ -106,7 +107,12 @@ export class TerminalView {
       this.state.textContent = "live";
       await this.feed.run(
         {
-          write: (data) => view.term.write(data),
+          // data-parsed counts writes xterm.js has taken into its buffer
+          // (drawn on the next animation frame): bench/web.py times both.
+          write: (data) =>
+            view.term.write(data, () => {
+              view.termBox.dataset.parsed = String(++view.parsed);
+            }),
           screen: (screen) => view.showScreen(screen),
           exited: (code) => {
             view.state.textContent = code < 0 ? `killed by signal ${-code}` : `exited ${code}`;
