@@ -75,6 +75,27 @@ def test_server_stream_relays_each_message(
         hub_stub.KillSession(hub_pb2.KillSessionRequest(name="raced"), timeout=10)
 
 
+def test_attach_is_a_server_stream_from_its_start(
+    web: WebProc, hub_stub: hub_pb2_grpc.HubServiceStub
+) -> None:
+    # A session that prints after the start has been sent, then exits: the
+    # output must still come although the request side closed after start.
+    hub_stub.CreateSession(
+        hub_pb2.CreateSessionRequest(name="watched", command="sleep 0.5; echo late-output"),
+        timeout=10,
+    )
+    start = hub_pb2.AttachRequest(
+        start=hub_pb2.AttachStart(name="watched", mode=hub_pb2.ATTACH_MODE_READ_ONLY)
+    )
+    reply = grpc_web_call(web.port, "Attach", start)
+    assert reply.code == 0, reply.trailers
+    answers = [hub_pb2.AttachResponse.FromString(m) for m in reply.messages]
+    kinds = [a.WhichOneof("response") for a in answers]
+    assert kinds[0] == "snapshot" and kinds[-1] == "end", kinds
+    assert b"late-output" in b"".join(a.output for a in answers)
+    assert answers[-1].end.exit_code == 0
+
+
 def test_deadline_goes_to_the_hub(web: WebProc, hub_stub: hub_pb2_grpc.HubServiceStub) -> None:
     hub_stub.CreateSession(
         hub_pb2.CreateSessionRequest(name="slow", command="sleep 600", tags=["slow"]), timeout=10

@@ -2,8 +2,8 @@
 // output as it comes, and the exit at the end. gRPC-Web cannot stream from the
 // browser, so the call is made as a server stream: its one request is the
 // `start` (read-only: the page sends keys with SendInput and resizes with
-// ResizeSession), and `wsh web` keeps the request side open until the page
-// closes the stream.
+// ResizeSession); its request side is closed after it, and an Attach client
+// that closes its side still receives.
 
 import { create, type DescMethodServerStreaming } from "@bufbuild/protobuf";
 import type { Transport } from "@connectrpc/connect";

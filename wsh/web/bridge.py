@@ -10,9 +10,10 @@ answer and the final status back as gRPC-Web frames.
 
 Only ``wsh.v1.HubService`` is reachable. Which of its methods stream is read
 from the generated descriptors, so a new RPC needs no change here. A method
-whose requests stream (``Attach``) is called with the browser's one request
-and the request side held open until the browser goes away: gRPC-Web cannot
-stream from the browser, so the app sends keystrokes with ``SendInput``.
+whose requests stream (``Attach``) is called with the browser's one request,
+then its request side is closed (gRPC-Web cannot stream from the browser; an
+Attach client that closes its side still receives), so the app sends
+keystrokes with ``SendInput``.
 
 What the browser sends on is only its ``authorization`` header and its
 deadline (``grpc-timeout``); cookies and every other header stay here.
@@ -20,12 +21,10 @@ deadline (``grpc-timeout``); cookies and every other header stay here.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import logging
 import struct
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote
@@ -200,7 +199,7 @@ class Bridge:
         # No serializers: grpc passes the bytes as they are, both ways.
         if kind.client_streaming:
             call = self._channel.stream_stream(path, None, None)(
-                _held_open(message), metadata=metadata, timeout=deadline_s
+                iter((message,)), metadata=metadata, timeout=deadline_s
             )
         elif kind.server_streaming:
             call = self._channel.unary_stream(path, None, None)(
@@ -229,14 +228,6 @@ def _too_large() -> WshError:
     return WshError(
         Kind.INVALID_ARGUMENT, "MALFORMED_REQUEST", "The request is larger than 16 MiB."
     )
-
-
-async def _held_open(first: bytes) -> AsyncIterator[bytes]:
-    yield first
-    # The request side stays open until the call ends (the generator is then
-    # closed): Attach's contract lets a server end the stream once its client
-    # closes its side, and this client has not gone until the browser has.
-    await asyncio.Event().wait()
 
 
 def _status_trailer(exc: grpc.aio.AioRpcError) -> bytes:
