@@ -16,9 +16,9 @@ from wsh.v1 import errors_pb2
 ROOT = Path(__file__).resolve().parent.parent / "wsh"
 # Helpers whose first argument is a reason (wsh/errors.py).
 REASON_FIRST = {"invalid", "not_found"}
-# The command line and the SDK are clients: the reasons they print about
+# The command line, the SDK and `wsh mcp` are clients: the reasons they give about
 # themselves (USAGE, ...) are never sent by a server.
-CLIENT_SIDE = ("cli", "client")
+CLIENT_SIDE = ("cli", "client", "mcp")
 
 
 def literal_reasons(node: ast.expr) -> list[str]:

@@ -638,3 +638,28 @@ async def test_mutual_tls(tmp_path: Path) -> None:
                 await asyncio.wait_for(anonymous.list_sessions(timeout=2), WAIT)
     finally:
         await server.stop(0)
+
+
+async def test_race_exclude_takes_idles_tuples_and_messages(served: Served) -> None:
+    collected = idle("a", 7)
+    given = hub_pb2.RaceExclusion(server="h2", session="c", generation=9)
+    with Client(served.addr) as c:
+        await in_thread(lambda: c.race_first(tags=["t"], exclude=[collected, ("", "b", 4), given]))
+    async with AsyncClient(served.addr) as ac:
+        await asyncio.wait_for(ac.race_first(tags=["t"], exclude=iter([("h3", "d", 2)])), WAIT)
+    sync_request, async_request = served.hub.requests
+    assert list(sync_request.exclude) == [
+        hub_pb2.RaceExclusion(server="h1", session="a", generation=7),
+        hub_pb2.RaceExclusion(server="", session="b", generation=4),
+        given,
+    ]
+    assert list(async_request.exclude) == [
+        hub_pb2.RaceExclusion(server="h3", session="d", generation=2)
+    ]
+
+
+@pytest.mark.parametrize("bad", [("a", 1), "a", types_pb2.Session(name="a"), ("h", "a", "1")])
+async def test_race_exclude_of_another_shape_is_a_type_error(served: Served, bad: Any) -> None:
+    with Client(served.addr) as c, pytest.raises(TypeError):
+        c.race_idle(exclude=[bad])
+    assert served.hub.requests == []

@@ -85,6 +85,10 @@ def _run(argv: list[str]) -> int:
         from wsh.cli.web import main as web_main
 
         return web_main(argv[1:])
+    if argv[:1] == ["mcp"]:
+        from wsh.cli.mcp import main as mcp_main
+
+        return mcp_main(argv[1:])
     try:
         args = _parse(argv)
     except SystemExit as exc:  # argparse exits on --help and --version
@@ -99,7 +103,8 @@ def _run(argv: list[str]) -> int:
     out = Output(args.json)
     try:
         if args.handler is None:
-            raise UsageError("`server` takes its own options, after it: wsh server --help")
+            name = args.command
+            raise UsageError(f"`{name}` takes its own options, after it: wsh {name} --help")
         with _client(args) as client:
             try:
                 handler: Handler = args.handler

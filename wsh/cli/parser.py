@@ -297,9 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command = commands.add
 
-    # Listed for --help; main() hands `wsh server ...` to wsh.cli.server first.
+    # Listed for --help; main() hands `wsh server ...` to wsh.cli.server and
+    # `wsh mcp ...` to wsh.cli.mcp first.
     commands.choices.add_parser(
         "server", help="run a server (its options: wsh server --help)", add_help=False
+    ).set_defaults(handler=None)
+    commands.choices.add_parser(
+        "mcp", help="serve the cluster over MCP, for agents (wsh mcp --help)", add_help=False
     ).set_defaults(handler=None)
 
     sub = command("create", sessions.create, "start a session")

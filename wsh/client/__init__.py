@@ -26,7 +26,13 @@ is generated from it by ``scripts/generate-sync-client``.
 
 from wsh.client._async import AsyncAttachment, AsyncClient, AsyncIdleStream, AsyncWatchStream
 from wsh.client._errors import WshRpcError
-from wsh.client._params import DEFAULT_IDLE_MS, RaceOptions, ScreenFormatArg, screen_format
+from wsh.client._params import (
+    DEFAULT_IDLE_MS,
+    ExclusionArg,
+    RaceOptions,
+    ScreenFormatArg,
+    screen_format,
+)
 from wsh.client._sync import Attachment, Client, IdleStream, WatchStream
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "AsyncWatchStream",
     "Attachment",
     "Client",
+    "ExclusionArg",
     "IdleStream",
     "RaceOptions",
     "ScreenFormatArg",

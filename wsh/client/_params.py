@@ -49,6 +49,36 @@ def as_bytes(data: str | bytes) -> bytes:
     return data.encode() if isinstance(data, str) else data
 
 
+ExclusionArg: TypeAlias = "types_pb2.Idle | hub_pb2.RaceExclusion | tuple[str, str, int]"
+"""A session a race skips until its generation moves past the one given: an
+``Idle`` a race or wait returned, a ``hub_pb2.RaceExclusion``, or a
+``(server, session, generation)`` tuple (``server`` ``""``: found by name)."""
+
+
+def exclusions(values: Iterable[ExclusionArg]) -> list[hub_pb2.RaceExclusion]:
+    """``RaceExclusion`` messages for ``exclude``; a value of another shape is a
+    ``TypeError`` here rather than a confusing one from protobuf."""
+    out = []
+    for value in values:
+        if isinstance(value, hub_pb2.RaceExclusion):
+            out.append(value)
+        elif isinstance(value, types_pb2.Idle):
+            out.append(
+                hub_pb2.RaceExclusion(
+                    server=value.server, session=value.session, generation=value.generation
+                )
+            )
+        elif isinstance(value, tuple) and len(value) == 3:
+            server, session, generation = value
+            out.append(hub_pb2.RaceExclusion(server=server, session=session, generation=generation))
+        else:
+            raise TypeError(
+                f"cannot exclude {value!r}: pass an Idle, a RaceExclusion or a "
+                "(server, session, generation) tuple"
+            )
+    return out
+
+
 class RaceOptions(TypedDict, total=False):
     """Keyword arguments of ``race_idle``, as ``race_first`` takes them."""
 
@@ -59,6 +89,7 @@ class RaceOptions(TypedDict, total=False):
     last_session: str
     last_server: str
     last_generation: int | None
+    exclude: Iterable[ExclusionArg]
     fresh: bool
     format: ScreenFormatArg
     mode: IdleModeArg

@@ -25,10 +25,12 @@ from wsh.client._address import credentials, parse_addr
 from wsh.client._errors import empty_race
 from wsh.client._params import (
     DEFAULT_IDLE_MS,
+    ExclusionArg,
     IdleModeArg,
     RaceOptions,
     ScreenFormatArg,
     as_bytes,
+    exclusions,
     idle_mode,
     screen_format,
 )
@@ -437,6 +439,7 @@ class Client:
         last_session: str = "",
         last_server: str = "",
         last_generation: int | None = None,
+        exclude: Iterable[ExclusionArg] = (),
         fresh: bool = False,
         format: ScreenFormatArg = "plain",
         mode: IdleModeArg = "quiet",
@@ -445,9 +448,13 @@ class Client:
         """Stream sessions in scope (``tags``: any of; ``server``: filter) as they
         settle (``mode``: as in :meth:`await_idle`).
 
-        The session ``last_session`` on ``last_server`` is skipped until its
-        generation moves past ``last_generation``. Use it as a context manager,
-        or call ``cancel()``, to end the stream early.
+        Each session in ``exclude`` (the ``Idle`` results already collected, or
+        ``(server, session, generation)`` tuples) is skipped until its
+        generation moves past the one given; an exited one is skipped for good.
+        ``last_session`` on ``last_server`` at ``last_generation`` is one more.
+        Use it as a context manager, or call ``cancel()``, to end the stream
+        early. To collect N sessions, read N results from one stream rather
+        than calling :meth:`race_first` N times.
         """
         request = hub_pb2.RaceIdleRequest(
             tags=list(tags),
@@ -457,6 +464,7 @@ class Client:
             last_session=last_session,
             last_server=last_server,
             last_generation=last_generation,
+            exclude=exclusions(exclude),
             fresh=fresh,
             format=screen_format(format),
             mode=idle_mode(mode),
@@ -517,7 +525,9 @@ class Client:
         return Attachment(AttachCall(self._stub, request, self._deadline(timeout), self._metadata))
 
     def race_first(self, **options: Unpack[RaceOptions]) -> types_pb2.Idle:
-        """The first session to settle (see :meth:`race_idle`); the stream is then cancelled."""
+        """The first session to settle (see :meth:`race_idle`); the stream is then
+        cancelled. A loop collecting sessions passes those it has as ``exclude``,
+        so each call returns a new one."""
         with self.race_idle(**options) as stream:
             for idle in stream:
                 return idle
