@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,6 +145,41 @@ def test_closed_browser_stream_ends_the_hub_call(
         code, log = web.stop()
     assert code == 0
     assert "Traceback" not in log and "Error" not in log, log
+
+
+def test_stops_at_once_with_a_stream_open(
+    hub: ServerProc, hub_stub: hub_pb2_grpc.HubServiceStub
+) -> None:
+    hub_stub.CreateSession(
+        hub_pb2.CreateSessionRequest(name="open", command="sleep 600"), timeout=10
+    )
+    web = WebProc(hub.addr, env={"WSH_TOKEN": ""}).start()
+    try:
+        start = hub_pb2.AttachRequest(start=hub_pb2.AttachStart(name="open"))
+        body = start.SerializeToString()
+        conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+        conn.request(
+            "POST",
+            "/wsh.v1.HubService/Attach",
+            body=struct.pack(">BI", 0, len(body)) + body,
+            headers={"content-type": CONTENT_TYPE},
+        )
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read1(65536)  # the snapshot: the stream is open
+        began = time.monotonic()
+        code, log = web.stop(timeout=10)
+        # The browser's stream ends too (cut, or with a last status): it does
+        # not hang open.
+        with contextlib.suppress(http.client.IncompleteRead):
+            response.read()
+        conn.close()
+    finally:
+        if web.proc is not None and web.proc.poll() is None:
+            web.stop()
+        hub_stub.KillSession(hub_pb2.KillSessionRequest(name="open"), timeout=10)
+    assert code == 0 and "Traceback" not in log, log
+    assert time.monotonic() - began < 5
 
 
 def test_malformed_body_is_invalid_argument(web: WebProc) -> None:

@@ -149,4 +149,8 @@ async def serve_web(
         on_ready(f"{scheme}://{config.listen_host}:{port}/")
         await stop.wait()
     finally:
+        # Ends every hub call first, so that open streams (a watch, an
+        # attach) end at once: the runner's cleanup waits for its handlers
+        # (up to a minute), and these never end on their own.
+        await channel.close(None)
         await runner.cleanup()
