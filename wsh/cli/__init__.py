@@ -1,6 +1,7 @@
 """The ``wsh`` command: terminal sessions from the shell, over :mod:`wsh.client`.
 
-``wsh server ...`` runs a server (see ``wsh server --help``); every other
+``wsh server ...`` runs a server (see ``wsh server --help``), ``wsh web ...``
+the web view of a hub (``wsh web --help``); every other
 command is a client call. Output is aligned text for people, or JSON with
 ``--json`` for scripts (:class:`~wsh.cli.output.Output` is the one place that
 chooses). Each kind of failure has its own exit status
@@ -80,6 +81,10 @@ def _run(argv: list[str]) -> int:
         from wsh.cli.server import main as server_main
 
         return server_main(argv[1:])
+    if argv[:1] == ["web"]:
+        from wsh.cli.web import main as web_main
+
+        return web_main(argv[1:])
     if argv[:1] == ["mcp"]:
         from wsh.cli.mcp import main as mcp_main
 
