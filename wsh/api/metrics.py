@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from wsh.api.status import Ctx, Handler, Interceptor
+from wsh.api.status import Ctx, Handler, Interceptor, rewrap
 from wsh.errors import Kind, WshError, shorten
 from wsh.federation.registry import Health, Registry
 from wsh.sessions.info import SessionState
@@ -320,17 +320,7 @@ class MetricsInterceptor(Interceptor):
 
             return call
 
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(unary_out(handler.unary_unary), **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(stream_out(handler.unary_stream), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(unary_out(handler.stream_unary), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(stream_out(handler.stream_stream), **kwargs)
+        return rewrap(handler, unary_out, stream_out)
 
 
 def call_code(exc: BaseException, context: Ctx) -> str:

@@ -144,6 +144,25 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
+def rewrap(
+    handler: Handler, unary_out: Callable[[Any], Any], stream_out: Callable[[Any], Any]
+) -> Handler:
+    """``handler`` with its behaviour wrapped by ``unary_out`` where it answers
+    once, ``stream_out`` where it streams (interceptors that only look at the
+    call, not at its messages)."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary_out(handler.unary_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream_out(handler.unary_stream), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary_out(handler.stream_unary), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stream_out(handler.stream_stream), **kwargs)
+
+
 def _guard_bodies(method: str, handler: Handler, on_call: Callable[[Ctx], None] | None) -> Handler:
     """``handler`` answering INVALID_ARGUMENT to a body that does not parse.
 

@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from wsh.api.metrics import call_code, split_method
-from wsh.api.status import Ctx, Handler, Interceptor
+from wsh.api.status import Ctx, Handler, Interceptor, rewrap
 from wsh.errors import Kind, WshError
 
 log = logging.getLogger(__name__)
@@ -229,17 +229,7 @@ class _TracingInterceptor(Interceptor):
 
             return call
 
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(unary_out(handler.unary_unary), **kwargs)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(stream_out(handler.unary_stream), **kwargs)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(unary_out(handler.stream_unary), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(stream_out(handler.stream_stream), **kwargs)
+        return rewrap(handler, unary_out, stream_out)
 
 
 class TraceIds(logging.Filter):
