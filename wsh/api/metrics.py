@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from wsh.api.status import Ctx, Handler, Interceptor, rewrap
+from wsh.api.status import Ctx, Handler, WrappingInterceptor, rewrap
 from wsh.errors import Kind, WshError, shorten
 from wsh.federation.registry import Health, Registry
 from wsh.sessions.info import SessionState
@@ -251,30 +251,14 @@ class _StateCollector(Collector):
         return [sessions, output, races, backends, rtt, drains]
 
 
-class MetricsInterceptor(Interceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Counts and times every call that reaches a registered method."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        # Per method, the handler as given and its counted version (see RequestGuard).
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        known = self._wrapped.get(details.method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap(details.method, handler)
-        self._wrapped[details.method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, path: str, handler: Handler) -> Handler:
+    def wrap(self, path: str, handler: Handler) -> Handler:
         metrics = self._metrics
         labels = split_method(path)
         started = metrics.started.labels(*labels)

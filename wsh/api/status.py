@@ -238,15 +238,21 @@ def _guard_bodies(method: str, handler: Handler, on_call: Callable[[Ctx], None] 
     )
 
 
-class RequestGuard(Interceptor):
-    """Turns request bodies that do not parse into INVALID_ARGUMENT, for every method."""
+class WrappingInterceptor(Interceptor):
+    """An interceptor that wraps the handler of each method it ``covers``.
 
-    def __init__(self, on_call: Callable[[Ctx], None] | None = None) -> None:
-        """``on_call(context)`` runs first in every call that reaches its handler."""
-        self._on_call = on_call
-        # Per method, the handler as registered and its guarded version: a
-        # fixed, small set, wrapped once rather than on every call.
-        self._guarded: dict[str, tuple[Handler, Handler]] = {}
+    Per method, the handler as registered and its wrapped version are kept:
+    a fixed, small set, wrapped once rather than on every call.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def covers(self, method: str) -> bool:
+        return True
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -254,11 +260,23 @@ class RequestGuard(Interceptor):
         details: grpc.HandlerCallDetails,
     ) -> Handler:
         handler = await continuation(details)
-        if handler is None:
+        if handler is None or not self.covers(details.method):
             return handler
-        known = self._guarded.get(details.method)
+        known = self._wrapped.get(details.method)
         if known is not None and known[0] is handler:
             return known[1]
-        guarded = _guard_bodies(details.method, handler, self._on_call)
-        self._guarded[details.method] = (handler, guarded)
-        return guarded
+        wrapped = self.wrap(details.method, handler)
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
+
+
+class RequestGuard(WrappingInterceptor):
+    """Turns request bodies that do not parse into INVALID_ARGUMENT, for every method."""
+
+    def __init__(self, on_call: Callable[[Ctx], None] | None = None) -> None:
+        """``on_call(context)`` runs first in every call that reaches its handler."""
+        super().__init__()
+        self._on_call = on_call
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        return _guard_bodies(method, handler, self._on_call)

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from wsh.api.metrics import call_code, split_method
-from wsh.api.status import Ctx, Handler, Interceptor, rewrap
+from wsh.api.status import Ctx, Handler, Interceptor, WrappingInterceptor, rewrap
 from wsh.errors import Kind, WshError
 
 log = logging.getLogger(__name__)
@@ -159,30 +159,17 @@ class Tracing:
         self.provider.shutdown()
 
 
-class _TracingInterceptor(Interceptor):
+class _TracingInterceptor(WrappingInterceptor):
     """A SERVER span around every call but the Link and health checks."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
+        super().__init__()
         self._tracer = tracer
-        # Per method, the handler as given and its traced version (see RequestGuard).
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(UNTRACED):
-            return handler
-        known = self._wrapped.get(details.method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap(details.method, handler)
-        self._wrapped[details.method] = (handler, wrapped)
-        return wrapped
+    def covers(self, method: str) -> bool:
+        return not method.startswith(UNTRACED)
 
-    def _wrap(self, path: str, handler: Handler) -> Handler:
+    def wrap(self, path: str, handler: Handler) -> Handler:
         tracer = self._tracer
         service, method = split_method(path)
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
