@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from wsh import defaults
 from wsh.api import remote
-from wsh.api.routing import check_format
+from wsh.api.routing import check_format, check_input_size
 from wsh.api.status import Ctx
 from wsh.errors import Kind, WshError, invalid
 from wsh.federation import sanitize
@@ -72,13 +71,7 @@ def check_request(request: hub_pb2.AttachRequest, read_only: bool) -> str:
                 "ATTACH_READ_ONLY",
                 "This Attach is read-only; attach read-write to send input.",
             )
-        if len(request.input) > defaults.MAX_INPUT_BYTES:
-            raise invalid(
-                "INPUT_TOO_LARGE",
-                f"Input of {len(request.input)} bytes exceeds the limit of "
-                f"{defaults.MAX_INPUT_BYTES} bytes; send it in parts.",
-                limit=str(defaults.MAX_INPUT_BYTES),
-            )
+        check_input_size(len(request.input))
     return kind
 
 

@@ -116,9 +116,13 @@ def input_bytes(request: hub_pb2.SendInputRequest) -> bytes:
 
 
 def check_input(request: hub_pb2.SendInputRequest) -> None:
-    size = (
+    check_input_size(
         len(request.data) if request.WhichOneof("input") != "text" else len(request.text.encode())
     )
+
+
+def check_input_size(size: int) -> None:
+    """Input of ``size`` bytes, from SendInput or an Attach, fits the limit."""
     if size > defaults.MAX_INPUT_BYTES:
         raise invalid(
             "INPUT_TOO_LARGE",
